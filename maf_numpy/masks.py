@@ -1,0 +1,206 @@
+"""MADE orderings, degrees and masks (Germain et al. 2015, §4). Pure functions, no network code.
+
+Every unit of a MADE gets a *degree* m(k). The D inputs get the degrees 1..D: their position in the
+autoregressive ordering. A hidden unit of degree m may only see units of degree <= m, and the output for
+the input of degree d may only see hidden units of degree < d (strictly), so that output d depends on the
+inputs of degree < d and nothing else: the autoregressive property, MADE eq. (11)-(13) / §4.
+
+    hidden mask   M^l[k, k'] = 1[ m^{l-1}(k) <= m^l(k') ]      shape (H_{l-1}, H_l)
+    output mask   M^V[k, d]  = 1[ m^L(k) <  m^0(d) ]           shape (H_L, D)
+
+Masks are laid out (fan_in, fan_out) so that a masked layer reads ``h @ (M * W)`` left to right. The
+product of the masks counts the paths from every input to every output; its zero pattern is the MADE's
+connectivity, strictly lower triangular once rows and columns are sorted by degree.
+
+Orderings: ``order`` is a permutation of ``range(D)`` that lists the variables in the order they are
+generated; ``order[0]`` is generated first. Variable ``i`` then has input degree ``position of i in order
++ 1``. Lesson: ``lessons/02_made_masks_and_degrees.ipynb``.
+
+References
+----------
+M. Germain, K. Gregor, I. Murray, H. Larochelle. MADE: Masked Autoencoder for Distribution Estimation.
+ICML 2015, arXiv:1502.03509.
+"""
+
+import numpy as np
+
+from .validation import as_generator
+
+__all__ = [
+    "ORDERS",
+    "HIDDEN_DEGREE_MODES",
+    "make_order",
+    "input_degrees",
+    "hidden_degrees",
+    "made_degrees",
+    "made_masks",
+    "connectivity",
+]
+
+ORDERS = ("sequential", "reversed", "random")
+HIDDEN_DEGREE_MODES = ("sequential", "random")
+
+
+def make_order(D, order="sequential", rng=None):
+    """Return the variable ordering as a permutation of range(D) (MADE §4, "order-agnostic training").
+
+    Parameters
+    ----------
+    D : int
+        Number of variables.
+    order : {"sequential", "reversed", "random"} or sequence of int
+        ``"sequential"`` is ``0, 1, ..., D-1``; ``"reversed"`` is ``D-1, ..., 0``; ``"random"`` draws a
+        permutation from ``rng``; a sequence must itself be a permutation of ``range(D)``.
+    rng : int, numpy.random.Generator or None
+        Used only by ``"random"``.
+
+    Returns
+    -------
+    order : ndarray of int, shape (D,)
+        ``order[k]`` is the index of the variable generated k-th.
+    """
+    if isinstance(order, str):
+        if order == "sequential":
+            return np.arange(D)
+        if order == "reversed":
+            return np.arange(D)[::-1].copy()
+        if order == "random":
+            return as_generator(rng).permutation(D)
+        raise ValueError(f"order must be one of {ORDERS} or a permutation of range({D}), got {order!r}")
+    try:
+        perm = np.asarray(order)
+    except Exception as error:  # noqa: BLE001 - any unconvertible object is a bad order
+        raise TypeError(f"order must be a string or a permutation of range({D}), got {order!r}") from error
+    if perm.dtype.kind not in "iu" or perm.shape != (D,) or not np.array_equal(np.sort(perm), np.arange(D)):
+        raise ValueError(f"order must be one of {ORDERS} or a permutation of range({D}), got {order!r}")
+    return perm.astype(int)
+
+
+def input_degrees(order):
+    """Degrees of the inputs: variable i gets its (1-based) position in the ordering, m^0(i) in 1..D.
+
+    Parameters
+    ----------
+    order : ndarray of int, shape (D,)
+        A permutation of range(D) (see :func:`make_order`).
+
+    Returns
+    -------
+    m0 : ndarray of int, shape (D,)
+        ``m0[order[k]] = k + 1``.
+    """
+    order = np.asarray(order)
+    m0 = np.empty(len(order), dtype=int)
+    m0[order] = np.arange(1, len(order) + 1)
+    return m0
+
+
+def hidden_degrees(D, H, mode="sequential", m_prev=None, rng=None):
+    """Degrees of one hidden layer of H units (MADE §4).
+
+    ``"sequential"`` cycles through 1..D-1 (``1, 2, ..., D-1, 1, 2, ...``) when ``H >= D-1``, so every
+    degree is held by about H/(D-1) units. A layer narrower than D-1 cannot hold every degree; it then
+    spreads its degrees evenly from D-1 down to 1, both ends included, so that every input still reaches
+    an output (through the unit of degree D-1) and, with at least two units, every output but the first
+    still sees an input (through the unit of degree 1). ``"random"`` draws each degree uniformly from
+    ``[min(m_prev), D-1]`` as the MADE paper does; in a narrow layer some inputs may then reach no
+    output at all.
+
+    A degree of D would be useless (no output has degree > D), so hidden degrees stop at D-1. For D = 1
+    there is no valid degree: every hidden unit gets degree 0 and sees no input, so the single output is a
+    learnt constant, which is right for a 1-D autoregressive model.
+
+    Parameters
+    ----------
+    D : int
+        Number of inputs.
+    H : int
+        Number of hidden units in this layer.
+    mode : {"sequential", "random"}
+    m_prev : ndarray of int or None
+        Degrees of the previous layer (needed by ``"random"``).
+    rng : int, numpy.random.Generator or None
+
+    Returns
+    -------
+    m : ndarray of int, shape (H,)
+    """
+    if D == 1:
+        return np.zeros(H, dtype=int)
+    if mode == "sequential":
+        if H >= D - 1:
+            return np.arange(H) % (D - 1) + 1
+        return (D - 1 - np.round(np.linspace(0, D - 2, H))).astype(int)  # D-1 first: a lone unit links all inputs
+    if mode == "random":
+        low = 1 if m_prev is None else min(int(np.min(m_prev)), D - 1)
+        return as_generator(rng).integers(low, D, size=H)  # uniform on [low, D-1]
+    raise ValueError(f"hidden_degrees (mode) must be one of {HIDDEN_DEGREE_MODES}, got {mode!r}")
+
+
+def made_degrees(D, hidden, order="sequential", hidden_mode="sequential", rng=None):
+    """All degrees of a MADE: ``[m^0, m^1, ..., m^L]`` for inputs and L hidden layers.
+
+    Parameters
+    ----------
+    D : int
+    hidden : sequence of int
+        Hidden layer widths ``(H_1, ..., H_L)``.
+    order : str or sequence of int
+        See :func:`make_order`.
+    hidden_mode : {"sequential", "random"}
+        See :func:`hidden_degrees`.
+    rng : int, numpy.random.Generator or None
+        One generator is used for the order and every hidden layer, so a seed fixes them all.
+
+    Returns
+    -------
+    degrees : list of ndarray of int
+        ``degrees[0]`` has shape (D,), ``degrees[l]`` has shape (H_l,).
+    """
+    rng = as_generator(rng)
+    degrees = [input_degrees(make_order(D, order, rng))]
+    for H in hidden:
+        degrees.append(hidden_degrees(D, H, hidden_mode, degrees[-1], rng))
+    return degrees
+
+
+def made_masks(degrees):
+    """Build the MADE masks from degrees: ``<=`` for hidden layers, strict ``<`` for the output (MADE §4).
+
+    Parameters
+    ----------
+    degrees : list of ndarray of int
+        ``[m^0, m^1, ..., m^L]``: input degrees (D,) then hidden degrees (H_l,).
+
+    Returns
+    -------
+    masks : list of ndarray of float64
+        ``L + 1`` matrices: ``masks[l]`` of shape (H_l, H_{l+1}) for the hidden layers (with H_0 = D),
+        and the output mask ``masks[-1]`` of shape (H_L, D), shared by the mu and alpha heads.
+    """
+    m = [np.asarray(d) for d in degrees]
+    hidden = [(m[l - 1][:, None] <= m[l][None, :]).astype(float) for l in range(1, len(m))]
+    # Strict: output d must not see a hidden unit that saw input d itself.
+    output = (m[-1][:, None] < m[0][None, :]).astype(float)
+    return hidden + [output]
+
+
+def connectivity(masks):
+    """Count paths from each input to each output through the masks: ``(M^1 M^2 ... M^V)^T``.
+
+    Parameters
+    ----------
+    masks : list of ndarray
+        As returned by :func:`made_masks`.
+
+    Returns
+    -------
+    C : ndarray of shape (D, D)
+        ``C[i, j]`` is the number of paths from input j to output i, laid out like a Jacobian
+        ``d out_i / d in_j``. Output i may depend on input j only if ``C[i, j] > 0``; in a correct MADE
+        that needs ``degree(j) < degree(i)``.
+    """
+    P = masks[0]
+    for M in masks[1:]:
+        P = P @ M
+    return P.T

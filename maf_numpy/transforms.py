@@ -1,0 +1,351 @@
+"""Bijective layers: affine autoregressive (MAF, IAF), affine coupling (RealNVP), standardisation.
+
+**Direction convention (read this once).** ``forward`` is *generative*, z -> x; ``inverse`` is
+*normalising*, x -> z, as in the MAF paper (§3.1: x = f(u)), Bishop & Bishop ch. 18, TFP and Pyro.
+(nflows uses the opposite words.) z is the base variable, the paper's u. Every map returns its output
+and the log-determinant of *that* map::
+
+    forward(params, z) -> (x, log|det dx/dz|)        inverse(params, x) -> (z, log|det dz/dx|)
+
+The two log-dets are negatives of each other. Layers index the batch first: x, z of shape (n, D), log_det
+of shape (n,).
+
+| layer         | mu_i, alpha_i from | forward z -> x           | inverse x -> z           |
+| ------------- | ------------------ | ------------------------ | ------------------------ |
+| MAFLayer      | x_{<i}             | D passes (MAF eq. (4))   | 1 pass (MAF eqs. (5)-(6))|
+| IAFLayer      | z_{<i}             | 1 pass (MAF §3.2)        | D passes                 |
+| AffineCoupling| x_{1:d} = z_{1:d}  | 1 pass (MAF §3.3)        | 1 pass                   |
+
+Each layer holds its structure (sizes, degrees, masks); its numbers are passed in as ``params``, a dict
+of arrays, so that the methods are pure functions of ``(params, input)`` that autograd can differentiate.
+Nothing is assigned in place. Lessons: ``lessons/04_...`` (one pass against D passes), ``lessons/06_...``
+(IAF), ``lessons/07_...`` (coupling).
+
+References
+----------
+G. Papamakarios, T. Pavlakou, I. Murray. Masked Autoregressive Flow for Density Estimation. NeurIPS 2017,
+arXiv:1705.07057. D. P. Kingma, T. Salimans, R. Jozefowicz, X. Chen, I. Sutskever, M. Welling. Improved
+Variational Inference with Inverse Autoregressive Flow. NeurIPS 2016. L. Dinh, J. Sohl-Dickstein,
+S. Bengio. Density estimation using Real NVP. ICLR 2017.
+"""
+
+import autograd.numpy as np
+import numpy as onp
+
+from .made import MADENetwork, init_made_params, made_apply
+
+__all__ = [
+    "affine_forward",
+    "affine_inverse",
+    "solve_autoregressive",
+    "MAFLayer",
+    "IAFLayer",
+    "AffineCoupling",
+    "Standardize",
+]
+
+
+# ---------------------------------------------------------------------------------------------------
+# The two elementwise affine maps every layer here is built from.
+# ---------------------------------------------------------------------------------------------------
+def affine_forward(z, mu, alpha):
+    """Generate x from z with a given shift and log-scale: MAF eq. (4) (and IAF, MAF §3.2).
+
+        x_i = z_i * exp(alpha_i) + mu_i,    log|det dx/dz| = sum_i alpha_i
+
+    Parameters
+    ----------
+    z, mu, alpha : ndarray of shape (n, D)
+
+    Returns
+    -------
+    x : ndarray of shape (n, D)
+    log_det : ndarray of shape (n,)
+        log|det dx/dz| of this map (the Jacobian is triangular with diagonal exp(alpha)).
+    """
+    x = z * np.exp(alpha) + mu
+    return x, np.sum(alpha, axis=-1)
+
+
+def affine_inverse(x, mu, alpha):
+    """Normalise x with a given shift and log-scale: MAF eqs. (5)-(6).
+
+        z_i = (x_i - mu_i) * exp(-alpha_i),    log|det dz/dx| = -sum_i alpha_i
+
+    Parameters
+    ----------
+    x, mu, alpha : ndarray of shape (n, D)
+
+    Returns
+    -------
+    z : ndarray of shape (n, D)
+        The base variable (the paper's u).
+    log_det : ndarray of shape (n,)
+        log|det dz/dx| of this map.
+    """
+    z = (x - mu) * np.exp(-alpha)
+    return z, -np.sum(alpha, axis=-1)
+
+
+def solve_autoregressive(step, D, shape):
+    """Solve v = step(v) for an autoregressive step by D passes from zeros (MAF §3.1, sampling).
+
+    ``step(v)`` returns ``(v_new, log_det)`` where coordinate i of ``v_new`` depends only on coordinates
+    of ``v`` of lower degree. Starting from zeros, pass 1 makes the coordinate of degree 1 exact (it
+    depends on nothing); pass k makes degree k exact, because it reads only degrees < k, which are
+    already exact. After D passes every coordinate is exact, and so is the log-det of the last pass.
+    Nothing is assigned in place, so autograd differentiates through the loop.
+
+    Used by ``MAFLayer.forward`` (x from z) and ``IAFLayer.inverse`` (z from x): the same solver for both.
+
+    Parameters
+    ----------
+    step : callable
+        ``v -> (v_new, log_det)`` with v of shape ``shape``.
+    D : int
+        Number of passes (the dimension).
+    shape : tuple
+        ``(n, D)``.
+
+    Returns
+    -------
+    v : ndarray of shape (n, D)
+    log_det : ndarray of shape (n,)
+        The log-det returned by the last pass.
+    """
+    v = np.zeros(shape)
+    for _ in range(D):
+        v, log_det = step(v)
+    return v, log_det
+
+
+# ---------------------------------------------------------------------------------------------------
+# Affine autoregressive layers: MAF and IAF share the network, the maps and the solver.
+# ---------------------------------------------------------------------------------------------------
+class _AffineAutoregressive:
+    """Shared structure of MAFLayer and IAFLayer: one MADE network (see :class:`MADENetwork`)."""
+
+    def __init__(self, D, hidden=(64, 64), order="sequential", hidden_degrees="sequential",
+                 activation="relu", rng=None, degrees=None):
+        self.D = D
+        self.network = MADENetwork(D, hidden, order, hidden_degrees, activation, rng, degrees)
+
+    @property
+    def degrees(self):
+        return self.network.degrees
+
+    @property
+    def masks(self):
+        return self.network.masks
+
+    @property
+    def order(self):
+        return self.network.order
+
+    @property
+    def input_degrees(self):
+        """Degree of each coordinate, shape (D,): coordinate i of the output depends on coordinate j
+        of the input only if ``input_degrees[j] < input_degrees[i]`` or ``i == j``."""
+        return self.network.degrees[0]
+
+    @property
+    def calls(self):
+        """Number of conditioner (MADE) evaluations so far; the flows reset it to count passes."""
+        return self.network.calls
+
+    @calls.setter
+    def calls(self, value):
+        self.network.calls = value
+
+    def init_params(self, rng):
+        return self.network.init_params(rng)
+
+    def conditioner(self, params, v):
+        """(mu, alpha) = MADE(v), each (n, D): one network pass, counted in ``network.calls``."""
+        return self.network(params, v)
+
+    def get_state(self):
+        return {f"degrees_{l}": m for l, m in enumerate(self.network.degrees)}
+
+    def set_state(self, state):
+        self.network.set_degrees([state[f"degrees_{l}"] for l in range(len(self.network.hidden) + 1)])
+
+    def __repr__(self):
+        return (f"{type(self).__name__}(D={self.D}, hidden={self.network.hidden}, "
+                f"order={self.order.tolist()})")
+
+
+class MAFLayer(_AffineAutoregressive):
+    """One MAF layer: x_i = z_i * exp(alpha_i) + mu_i with (mu_i, alpha_i) = MADE(x_{<i}) (MAF §3.1).
+
+    ``inverse`` (density) is one MADE pass; ``forward`` (sampling) needs D sequential passes.
+    """
+
+    def inverse(self, params, x):
+        """Normalise, x -> z, in one MADE pass: MAF eqs. (5)-(6). Returns (z, log|det dz/dx|)."""
+        mu, alpha = self.conditioner(params, x)
+        return affine_inverse(x, mu, alpha)
+
+    def forward(self, params, z):
+        """Generate, z -> x, in D MADE passes: MAF eq. (4). Returns (x, log|det dx/dz|).
+
+        Pass k evaluates (mu, alpha) at the current x, whose coordinates of degree < k are already
+        exact, so after D passes x is exact (:func:`solve_autoregressive`).
+        """
+        def step(x):
+            mu, alpha = self.conditioner(params, x)
+            return affine_forward(z, mu, alpha)
+
+        return solve_autoregressive(step, self.D, z.shape)
+
+
+class IAFLayer(_AffineAutoregressive):
+    """One IAF layer: x_i = z_i * exp(alpha_i) + mu_i with (mu_i, alpha_i) = MADE(z_{<i}) (MAF §3.2).
+
+    The same affine map as MAF, but the conditioner reads the *base* variable z, not x. So ``forward``
+    (sampling) is one MADE pass and ``inverse`` (density of an outside x) needs D sequential passes: the
+    mirror image of :class:`MAFLayer`. (Kingma et al. 2016 write the update with a gate; this is the
+    paper's §3.2 form with the same expressive power.)
+    """
+
+    def forward(self, params, z):
+        """Generate, z -> x, in one MADE pass: MAF §3.2. Returns (x, log|det dx/dz|)."""
+        mu, alpha = self.conditioner(params, z)
+        return affine_forward(z, mu, alpha)
+
+    def inverse(self, params, x):
+        """Normalise, x -> z, in D MADE passes. Returns (z, log|det dz/dx|).
+
+        Pass k evaluates (mu, alpha) at the current z, whose coordinates of degree < k are already
+        exact, so after D passes z is exact (:func:`solve_autoregressive`).
+        """
+        def step(z):
+            mu, alpha = self.conditioner(params, z)
+            return affine_inverse(x, mu, alpha)
+
+        return solve_autoregressive(step, self.D, x.shape)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Affine coupling (RealNVP).
+# ---------------------------------------------------------------------------------------------------
+class AffineCoupling:
+    """RealNVP affine coupling: MAF §3.3, Dinh et al. (2017).
+
+        x_A = z_A,    x_B = z_B * exp(alpha(z_A)) + mu(z_A)
+
+    The coordinates in A pass through unchanged and condition the shift and log-scale of the rest, B, so
+    both directions take one network pass. It is an autoregressive layer whose inputs have only two
+    degrees (A: 1, B: 2), which is why its Jacobian is block triangular rather than triangular.
+
+    Parameters
+    ----------
+    D : int
+        Dimension, at least 2.
+    hidden : tuple of int
+        Hidden widths of the conditioner MLP (|A| inputs, |B| outputs per head).
+    flip : bool
+        False: A is the first ``D // 2`` coordinates. True: A is the last ``D - D // 2`` coordinates.
+        Alternating ``flip`` between layers lets every coordinate be transformed.
+    activation : {"relu", "tanh"}
+    """
+
+    def __init__(self, D, hidden=(64, 64), flip=False, activation="relu"):
+        if D < 2:
+            raise ValueError(f"dim must be at least 2 for an affine coupling layer (RealNVP), got {D}")
+        d = D // 2
+        self.D = D
+        self.hidden = tuple(hidden)
+        self.flip = bool(flip)
+        self.activation = activation
+        index = onp.arange(D)
+        self.A, self.B = (index[d:], index[:d]) if flip else (index[:d], index[d:])
+        self.unpermute = onp.argsort(onp.concatenate([self.A, self.B]))  # [A, B] columns -> 0..D-1
+        self.input_degrees = onp.where(onp.isin(index, self.A), 1, 2)
+        self.calls = 0
+
+    def init_params(self, rng):
+        return init_made_params(len(self.A), self.hidden, len(self.B), rng)
+
+    def conditioner(self, params, v_A):
+        """(mu, alpha) of the B coordinates from the A coordinates, each (n, |B|): one pass."""
+        self.calls += 1
+        return made_apply(params, v_A, None, self.activation)
+
+    def forward(self, params, z):
+        """Generate, z -> x, in one pass: x_B = z_B * exp(alpha(z_A)) + mu(z_A). Returns (x, log|dx/dz|)."""
+        z_A, z_B = z[:, self.A], z[:, self.B]
+        mu, alpha = self.conditioner(params, z_A)
+        x_B, log_det = affine_forward(z_B, mu, alpha)
+        return np.concatenate([z_A, x_B], axis=1)[:, self.unpermute], log_det
+
+    def inverse(self, params, x):
+        """Normalise, x -> z, in one pass: z_B = (x_B - mu(x_A)) * exp(-alpha(x_A)). Returns (z, log|dz/dx|)."""
+        x_A, x_B = x[:, self.A], x[:, self.B]
+        mu, alpha = self.conditioner(params, x_A)
+        z_B, log_det = affine_inverse(x_B, mu, alpha)
+        return np.concatenate([x_A, z_B], axis=1)[:, self.unpermute], log_det
+
+    def get_state(self):
+        return {}
+
+    def set_state(self, state):
+        pass
+
+    def __repr__(self):
+        return f"AffineCoupling(D={self.D}, hidden={self.hidden}, A={self.A.tolist()}, B={self.B.tolist()})"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Standardisation: a fixed elementwise affine layer fitted to the training data.
+# ---------------------------------------------------------------------------------------------------
+class Standardize:
+    """Elementwise affine layer z = (x - shift) / scale, fitted once to the training data.
+
+        inverse: z = (x - shift) / scale,   log|det dz/dx| = -sum_i log scale_i
+        forward: x = z * scale + shift,     log|det dx/dz| = +sum_i log scale_i
+
+    It is part of the model, not a silent preprocessing step: its log-det enters ``log_prob``, so
+    densities stay in the data's own units. ``shift`` and ``scale`` are fixed numbers (structure), not
+    trained parameters; until :meth:`fit` is called the layer is the identity.
+    """
+
+    def __init__(self, D):
+        self.D = D
+        self.shift = onp.zeros(D)
+        self.scale = onp.ones(D)
+        self.fitted = False
+        self.input_degrees = onp.ones(D, dtype=int)  # diagonal Jacobian
+        self.calls = 0
+
+    def fit(self, x):
+        """Set shift and scale to the mean and standard deviation of the columns of x, shape (n, D)."""
+        self.shift = onp.mean(x, axis=0)
+        std = onp.std(x, axis=0)
+        self.scale = onp.where(std > 0, std, 1.0)
+        self.fitted = True
+        return self
+
+    def init_params(self, rng):
+        return {}
+
+    def forward(self, params, z):
+        """Generate, z -> x: x = z * scale + shift. Returns (x, log|det dx/dz|)."""
+        log_det = np.sum(np.log(self.scale)) * np.ones(z.shape[0])
+        return z * self.scale + self.shift, log_det
+
+    def inverse(self, params, x):
+        """Normalise, x -> z: z = (x - shift) / scale. Returns (z, log|det dz/dx|)."""
+        log_det = -np.sum(np.log(self.scale)) * np.ones(x.shape[0])
+        return (x - self.shift) / self.scale, log_det
+
+    def get_state(self):
+        return {"shift": self.shift, "scale": self.scale, "fitted": onp.array(self.fitted)}
+
+    def set_state(self, state):
+        self.shift = onp.array(state["shift"], dtype=float)
+        self.scale = onp.array(state["scale"], dtype=float)
+        self.fitted = bool(state["fitted"])
+
+    def __repr__(self):
+        return f"Standardize(D={self.D}, fitted={self.fitted})"
