@@ -34,38 +34,11 @@ import numbers
 
 import numpy as np
 
+from .validation import as_generator
+
 __all__ = ["as_generator", "toy", "toy_names", "toy_log_prob", "toy_entropy", "has_closed_form"]
 
 LOG_2PI = np.log(2 * np.pi)
-
-
-def as_generator(rng):
-    """Return a ``numpy.random.Generator`` made from ``rng``.
-
-    Parameters
-    ----------
-    rng : None, int or numpy.random.Generator
-        ``None`` gives a freshly seeded Generator, an int (Python or NumPy, not bool) is a seed, and a
-        Generator is returned as it is (so that successive calls continue its stream).
-
-    Returns
-    -------
-    numpy.random.Generator
-
-    Raises
-    ------
-    TypeError
-        For anything else (a float, a bool, a legacy ``RandomState``, ...).
-    ValueError
-        For a negative seed.
-    """
-    if rng is None or isinstance(rng, np.random.Generator):
-        return np.random.default_rng(rng)
-    if isinstance(rng, (int, np.integer)) and not isinstance(rng, (bool, np.bool_)):
-        if rng < 0:
-            raise ValueError(f"rng must be a non-negative int seed, got {rng}")
-        return np.random.default_rng(int(rng))
-    raise TypeError(f"rng must be an int seed, a numpy.random.Generator or None, got {type(rng).__name__}")
 
 
 def _logsumexp(a, axis=-1):

@@ -323,7 +323,7 @@ class RealNVP(Flow):
 
 
 class MADE(Flow):
-    """A Gaussian MADE used as a density on its own: a one-layer MAF (MAF paper §3.1, eq. (3)).
+    """A Gaussian MADE used as a density on its own: a one-layer MAF (MAF paper §3.1).
 
         log p(x) = sum_i log N(x_i | mu_i, exp(alpha_i)^2),   (mu_i, alpha_i) = MADE(x_{<i})
 
@@ -372,7 +372,7 @@ class MADE(Flow):
 
     def conditionals(self, x, params=None):
         """(mu, alpha) of the Gaussian conditionals at x, each (n, D), in the MADE's own coordinates
-        (after standardisation when there is a Standardize layer): MAF eq. (3), one pass."""
+        (after standardisation when there is a Standardize layer): MAF §3.1, one pass."""
         check_data(x, self.dim, "x")
         params = self._params(params)
         with self._counting_passes():

@@ -1,4 +1,4 @@
-"""The MADE network: a masked MLP with two output heads, mu and alpha (MAF paper §3.1, eq. (3)).
+"""The MADE network: a masked MLP with two output heads, mu and alpha (MAF paper §3.1).
 
 A Gaussian MADE (Germain et al. 2015) models each conditional of the chain rule as a Gaussian,
 
@@ -41,7 +41,7 @@ ACTIVATIONS = {"relu": _relu, "tanh": np.tanh}
 
 
 def made_apply(params, x, masks=None, activation="relu"):
-    """Compute the Gaussian conditionals' parameters in one masked pass: MAF eq. (3).
+    """Compute the Gaussian conditionals' parameters in one masked pass (MAF §3.1).
 
         h_l = act(h_{l-1} @ (M_l * W_l) + b_l),   mu = h_L @ (M_V * W_mu) + b_mu,
         alpha = h_L @ (M_V * W_alpha) + b_alpha

@@ -3,7 +3,7 @@
 Every unit of a MADE gets a *degree* m(k). The D inputs get the degrees 1..D: their position in the
 autoregressive ordering. A hidden unit of degree m may only see units of degree <= m, and the output for
 the input of degree d may only see hidden units of degree < d (strictly), so that output d depends on the
-inputs of degree < d and nothing else: the autoregressive property, MADE eq. (11)-(13) / §4.
+inputs of degree < d and nothing else: the autoregressive property (MADE §4).
 
     hidden mask   M^l[k, k'] = 1[ m^{l-1}(k) <= m^l(k') ]      shape (H_{l-1}, H_l)
     output mask   M^V[k, d]  = 1[ m^L(k) <  m^0(d) ]           shape (H_L, D)

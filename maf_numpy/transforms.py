@@ -12,7 +12,7 @@ of shape (n,).
 
 | layer         | mu_i, alpha_i from | forward z -> x           | inverse x -> z           |
 | ------------- | ------------------ | ------------------------ | ------------------------ |
-| MAFLayer      | x_{<i}             | D passes (MAF eq. (4))   | 1 pass (MAF eqs. (5)-(6))|
+| MAFLayer      | x_{<i}             | D passes (MAF §3.1)      | 1 pass (MAF §3.1)        |
 | IAFLayer      | z_{<i}             | 1 pass (MAF §3.2)        | D passes                 |
 | AffineCoupling| x_{1:d} = z_{1:d}  | 1 pass (MAF §3.3)        | 1 pass                   |
 
@@ -49,7 +49,7 @@ __all__ = [
 # The two elementwise affine maps every layer here is built from.
 # ---------------------------------------------------------------------------------------------------
 def affine_forward(z, mu, alpha):
-    """Generate x from z with a given shift and log-scale: MAF eq. (4) (and IAF, MAF §3.2).
+    """Generate x from z with a given shift and log-scale (MAF §3.1; IAF, §3.2).
 
         x_i = z_i * exp(alpha_i) + mu_i,    log|det dx/dz| = sum_i alpha_i
 
@@ -68,7 +68,7 @@ def affine_forward(z, mu, alpha):
 
 
 def affine_inverse(x, mu, alpha):
-    """Normalise x with a given shift and log-scale: MAF eqs. (5)-(6).
+    """Normalise x with a given shift and log-scale (MAF §3.1).
 
         z_i = (x_i - mu_i) * exp(-alpha_i),    log|det dz/dx| = -sum_i alpha_i
 
@@ -182,12 +182,12 @@ class MAFLayer(_AffineAutoregressive):
     """
 
     def inverse(self, params, x):
-        """Normalise, x -> z, in one MADE pass: MAF eqs. (5)-(6). Returns (z, log|det dz/dx|)."""
+        """Normalise, x -> z, in one MADE pass (MAF §3.1). Returns (z, log|det dz/dx|)."""
         mu, alpha = self.conditioner(params, x)
         return affine_inverse(x, mu, alpha)
 
     def forward(self, params, z):
-        """Generate, z -> x, in D MADE passes: MAF eq. (4). Returns (x, log|det dx/dz|).
+        """Generate, z -> x, in D MADE passes (MAF §3.1). Returns (x, log|det dx/dz|).
 
         Pass k evaluates (mu, alpha) at the current x, whose coordinates of degree < k are already
         exact, so after D passes x is exact (:func:`solve_autoregressive`).

@@ -1,5 +1,5 @@
 """The MADE network: the masks are plumbed into the layers correctly (the Jacobian's zero pattern is the
-masks' connectivity), and the Gaussian MADE density is the product of its conditionals (MAF eq. (3))."""
+masks' connectivity), and the Gaussian MADE density is the product of its conditionals (MAF §3.1)."""
 
 import autograd.numpy as np
 import numpy as onp
@@ -46,7 +46,7 @@ def test_masks_are_built_once_and_reused_by_every_call():
 
 
 def test_single_made_log_prob_equals_sum_of_gaussian_conditionals():
-    """MAF eq. (3): log p(x) = sum_i log N(x_i | mu_i, exp(alpha_i)^2) with (mu, alpha) = MADE(x)."""
+    """MAF §3.1: log p(x) = sum_i log N(x_i | mu_i, exp(alpha_i)^2) with (mu, alpha) = MADE(x)."""
     rng = onp.random.default_rng(2)
     made = mf.MADE(4, hidden=(16,), order="random", standardize=False, rng=3)
     made.params = perturb(made.params, rng)
