@@ -24,16 +24,18 @@ import contextlib
 
 import autograd.numpy as np
 from autograd.misc import flatten
-from autograd.tracer import getval
 
 from . import masks as _masks
 from .transforms import AffineCoupling, IAFLayer, MAFLayer, Standardize
 from .validation import (
     as_generator,
+    check_bool,
     check_choice,
     check_data,
     check_hidden,
+    check_params,
     check_positive_int,
+    warn_if_not_finite,
 )
 
 __all__ = ["standard_normal_log_prob", "Flow", "MADE", "MAF", "IAF", "RealNVP", "layer_orders"]
@@ -72,7 +74,13 @@ def layer_orders(D, num_layers, orders="alternate", rng=None):
     if not isinstance(orders, (list, tuple)) or len(orders) != num_layers:
         raise ValueError(f"orders must be one of {LAYER_ORDERS} or a list of {num_layers} permutations "
                          f"of range({D}), got {orders!r}")
-    return [_masks.make_order(D, order) for order in orders]
+    permutations = []
+    for k, order in enumerate(orders):
+        try:
+            permutations.append(_masks.make_order(D, order))
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"orders[{k}] must be a permutation of range({D}), got {order!r}") from error
+    return permutations
 
 
 class Flow:
@@ -112,11 +120,9 @@ class Flow:
     def _params(self, params):
         if params is None:
             return self.params
-        value = getval(params)  # a traced pytree (inside autograd.grad) is checked by its value
-        if not isinstance(value, (list, tuple)) or len(value) != len(self.layers):
-            raise ValueError(f"params must be a list of {len(self.layers)} per-layer dicts like "
-                             f"flow.params, got {type(params).__name__}")
-        return params
+        # Same nesting, keys, shapes, float dtypes and finite values as self.params; a traced pytree
+        # (inside autograd.grad) is checked by its value. Each message names the entry: params[1]['W_mu'].
+        return check_params(params, self.params)
 
     @contextlib.contextmanager
     def _counting_passes(self):
@@ -133,21 +139,26 @@ class Flow:
         check_data(x, self.dim, "x")
         params = self._params(params)
         with self._counting_passes():
-            return self._inverse(params, x)
+            z, log_det = self._inverse(params, x)
+        warn_if_not_finite(log_det, "log|det dz/dx|")
+        return warn_if_not_finite(z, "z"), log_det
 
     def forward(self, z, params=None):
         """Generate, z -> x. Returns (x, log|det dx/dz|) of shapes (n, D) and (n,)."""
         check_data(z, self.dim, "z")
         params = self._params(params)
         with self._counting_passes():
-            return self._forward(params, z)
+            x, log_det = self._forward(params, z)
+        warn_if_not_finite(log_det, "log|det dx/dz|", "z")
+        return warn_if_not_finite(x, "x", "z"), log_det
 
     def log_prob(self, x, params=None):
         """log p(x) = log N(z; 0, I) + log|det dz/dx| (change of variables, MAF §2.2); shape (n,)."""
         check_data(x, self.dim, "x")
         params = self._params(params)
         with self._counting_passes():
-            return self._log_prob(params, x)
+            log_prob = self._log_prob(params, x)
+        return warn_if_not_finite(log_prob, "log_prob")
 
     def sample(self, n, rng=None, params=None):
         """Draw n points: z ~ N(0, I), x = forward(z). Returns an array of shape (n, D)."""
@@ -156,7 +167,8 @@ class Flow:
         params = self._params(params)
         z = rng.standard_normal((n, self.dim))
         with self._counting_passes():
-            return self._forward(params, z)[0]
+            x = self._forward(params, z)[0]
+        return warn_if_not_finite(x, "sample", "the base draws z")
 
     def trace_inverse(self, x, params=None):
         """Run ``inverse`` layer by layer and keep what each layer did, for lessons and plots.
@@ -222,9 +234,7 @@ def _check_common(dim, num_layers, hidden, activation):
 
 
 def _standardize_layers(dim, standardize):
-    if not isinstance(standardize, bool):
-        raise TypeError(f"standardize must be True or False, got {standardize!r}")
-    return [Standardize(dim)] if standardize else []
+    return [Standardize(dim)] if check_bool(standardize, "standardize") else []
 
 
 class _AutoregressiveFlow(Flow):

@@ -14,8 +14,11 @@ so the loaded flow computes bit-for-bit the same numbers.
 
 import json
 import os
+import zipfile
+import zlib
 
 import numpy as np
+from numpy.lib.npyio import NpzFile
 
 from .flows import IAF, MADE, MAF, RealNVP
 
@@ -24,6 +27,9 @@ __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "save", "load"]
 FORMAT_NAME = "maf_numpy"
 FORMAT_VERSION = 1
 CLASSES = {cls.__name__: cls for cls in (MADE, MAF, IAF, RealNVP)}
+HEADER_KEYS = ("__format__", "__version__", "__config__")
+# What a damaged archive can raise while it is opened or an entry is read.
+_READ_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError, NotImplementedError)
 
 
 def _flatten_params(tree, prefix):
@@ -39,21 +45,34 @@ def _flatten_params(tree, prefix):
     return arrays
 
 
-def _fill_params(tree, prefix, arrays):
+def _fill_params(tree, prefix, arrays, path, used):
+    """Rebuild a parameter pytree shaped like ``tree`` from the file's arrays, checking each one."""
     if isinstance(tree, dict):
-        return {key: _fill_params(value, f"{prefix}/{key}", arrays) for key, value in tree.items()}
+        return {key: _fill_params(value, f"{prefix}/{key}", arrays, path, used) for key, value in tree.items()}
     if isinstance(tree, (list, tuple)):
-        return [_fill_params(value, f"{prefix}/{k}", arrays) for k, value in enumerate(tree)]
+        return [_fill_params(value, f"{prefix}/{k}", arrays, path, used) for k, value in enumerate(tree)]
     if prefix not in arrays:
-        raise ValueError(f"the file lacks the parameter {prefix!r}: it is truncated or not a saved model")
+        raise ValueError(f"{path} lacks the parameter {prefix!r}: it is damaged or not a saved model")
     value = arrays[prefix]
+    used.add(prefix)
     if value.shape != np.shape(tree):
-        raise ValueError(f"parameter {prefix!r} has shape {value.shape} in the file, expected {np.shape(tree)}")
+        raise ValueError(f"{path}: parameter {prefix!r} has shape {value.shape}, the configuration needs "
+                         f"{np.shape(tree)}")
+    if value.dtype not in (np.float64, np.float32):
+        raise ValueError(f"{path}: parameter {prefix!r} has dtype {value.dtype}, expected float64 or float32")
+    if not np.all(np.isfinite(value)):
+        raise ValueError(f"{path}: parameter {prefix!r} holds NaN or inf values")
     return value
 
 
 def save(flow, path):
-    """Write ``flow`` to ``path`` (``.npz``; the suffix is added by NumPy if missing)."""
+    """Write ``flow`` to ``path`` (``.npz``; the suffix is added by NumPy if missing).
+
+    Parameters
+    ----------
+    flow : MADE, MAF, IAF or RealNVP
+    path : str or os.PathLike
+    """
     name = type(flow).__name__
     if name not in CLASSES:
         raise TypeError(f"flow must be one of {tuple(CLASSES)}, got {name}")
@@ -61,36 +80,134 @@ def save(flow, path):
     for k, layer in enumerate(flow.layers):
         for key, value in layer.get_state().items():
             arrays[f"state/{k}/{key}"] = np.asarray(value)
+    for key, value in arrays.items():  # np.savez would pickle an object array: never write one
+        if value.dtype.hasobject:
+            raise TypeError(f"cannot save {key!r}: it is an object array ({value.dtype}), not numbers")
     config = json.dumps({"class": name, "config": flow.config})
-    np.savez(path, __format__=np.array(FORMAT_NAME), __version__=np.array(FORMAT_VERSION),
+    np.savez(os.fspath(path), __format__=np.array(FORMAT_NAME), __version__=np.array(FORMAT_VERSION),
              __config__=np.array(config), **arrays)
 
 
-def load(path):
-    """Read a flow saved by :func:`save`. Raises ValueError for files of another format or version."""
-    if not os.path.exists(path) and os.path.exists(str(path) + ".npz"):
-        path = str(path) + ".npz"
+def _read_arrays(path):
+    """Every array of an .npz file, read with ``allow_pickle=False``; ValueError if that is impossible."""
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
-    except ValueError as error:  # object arrays need pickle, which we never allow
-        raise ValueError(f"{path} is not a maf_numpy model file: {error}") from error
-    except (OSError, EOFError) as error:
-        raise ValueError(f"{path} is not a readable .npz model file: {error}") from error
-    if "__format__" not in arrays or str(arrays["__format__"]) != FORMAT_NAME:
+        data = np.load(path, allow_pickle=False)
+    except ValueError as error:  # not an .npz or .npy: NumPy would need pickle to read it, and we never do
+        raise ValueError(f"{path} is not a maf_numpy model file (.npz): NumPy cannot read it without "
+                         f"pickle, which load never uses ({error})") from error
+    except _READ_ERRORS as error:
+        raise ValueError(f"{path} is not a readable .npz model file (truncated or damaged?): {error}") from error
+    if not isinstance(data, NpzFile):
+        raise ValueError(f"{path} holds a single .npy array, not a maf_numpy model file (.npz)")
+    arrays = {}
+    with data:
+        for key in data.files:
+            try:
+                arrays[key] = data[key]
+            except ValueError as error:
+                if "allow_pickle" not in str(error):
+                    raise ValueError(f"{path} is damaged: its entry {key!r} cannot be read ({error})") from error
+                raise ValueError(f"{path} is not a maf_numpy model file: its entry {key!r} is an object "
+                                 f"array, which needs pickle; load never unpickles ({error})") from error
+            except _READ_ERRORS as error:
+                raise ValueError(f"{path} is damaged: its entry {key!r} cannot be read ({error})") from error
+    return arrays
+
+
+def _read_header(arrays, path):
+    """Check format name and version; return (class name, configuration dict)."""
+    fmt = arrays.get("__format__")
+    if fmt is None or fmt.shape != () or fmt.dtype.kind != "U" or str(fmt) != FORMAT_NAME:
         raise ValueError(f"{path} is not a maf_numpy model file (no '__format__ = {FORMAT_NAME}' entry)")
-    version = int(arrays["__version__"])
-    if version != FORMAT_VERSION:
-        raise ValueError(f"{path} has format version {version}; this maf_numpy reads version {FORMAT_VERSION}")
-    header = json.loads(str(arrays["__config__"]))
+    version = arrays.get("__version__")
+    if version is None or version.shape != () or version.dtype.kind not in "iu":
+        raise ValueError(f"{path} has no valid '__version__' entry (an int); it is damaged")
+    if int(version) != FORMAT_VERSION:
+        raise ValueError(f"{path} has format version {int(version)}; this maf_numpy reads version "
+                         f"{FORMAT_VERSION} only")
+    config = arrays.get("__config__")
+    try:
+        header = json.loads(str(config)) if config is not None and config.dtype.kind == "U" else None
+    except json.JSONDecodeError:
+        header = None
+    if not isinstance(header, dict) or not isinstance(header.get("config"), dict):
+        raise ValueError(f"{path} has no valid '__config__' entry (JSON with 'class' and 'config'); "
+                         f"it is damaged")
     if header.get("class") not in CLASSES:
-        raise ValueError(f"{path} holds an unknown model class {header.get('class')!r}")
-    config = dict(header["config"])
-    if "hidden" in config:
+        raise ValueError(f"{path} holds an unknown model class {header.get('class')!r}; expected one of "
+                         f"{tuple(CLASSES)}")
+    return header["class"], dict(header["config"])
+
+
+def _check_state(key, value, expected, dim, path):
+    """A state array must look like the one the configuration builds (same shape and kind)."""
+    if value.shape != np.shape(expected) or value.dtype.kind != np.asarray(expected).dtype.kind:
+        raise ValueError(f"{path}: {key!r} has shape {value.shape} and dtype {value.dtype}, the configuration "
+                         f"needs shape {np.shape(expected)} and dtype {np.asarray(expected).dtype}")
+    name = key.rsplit("/", 1)[-1]
+    if name == "degrees_0" and not np.array_equal(np.sort(value), np.arange(1, dim + 1)):
+        raise ValueError(f"{path}: {key!r} must be a permutation of 1..{dim} (input degrees), got {value}")
+    if name.startswith("degrees_") and name != "degrees_0" and (value.min(initial=0) < 0 or
+                                                                value.max(initial=0) > max(dim - 1, 0)):
+        raise ValueError(f"{path}: {key!r} (hidden degrees) must lie in 0..{max(dim - 1, 0)}")
+    if name in ("shift", "scale") and not np.all(np.isfinite(value)):
+        raise ValueError(f"{path}: {key!r} holds NaN or inf values")
+    if name == "scale" and not np.all(value > 0):
+        raise ValueError(f"{path}: {key!r} must be positive")
+
+
+def load(path):
+    """Read a flow saved by :func:`save`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file; ``.npz`` is appended if ``path`` does not exist but ``path + ".npz"`` does.
+
+    Returns
+    -------
+    MADE, MAF, IAF or RealNVP
+        Same class, configuration, structure and parameters: it computes bit for bit the same numbers.
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no such file.
+    ValueError
+        For a file that is not a readable ``.npz``, not one of ours, of another format version, holds an
+        object array (load never unpickles), or whose contents do not match its configuration.
+    """
+    try:
+        path = os.fspath(path)
+    except TypeError:
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}") from None
+    if not os.path.exists(path):
+        if path.endswith(".npz") or not os.path.exists(path + ".npz"):
+            also = "" if path.endswith(".npz") else f" (nor at {path + '.npz'!r})"
+            raise FileNotFoundError(f"no maf_numpy model file at {path!r}{also}")
+        path = path + ".npz"
+    arrays = _read_arrays(path)
+    class_name, config = _read_header(arrays, path)
+    if "hidden" in config and isinstance(config["hidden"], list):
         config["hidden"] = tuple(config["hidden"])
-    flow = CLASSES[header["class"]](**config, rng=0)
+    try:
+        flow = CLASSES[class_name](**config, rng=0)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path}: the configuration in the file is not valid for {class_name}: {error}") from error
+    used = set(HEADER_KEYS)
     for k, layer in enumerate(flow.layers):
-        prefix = f"state/{k}/"
-        layer.set_state({key[len(prefix):]: value for key, value in arrays.items() if key.startswith(prefix)})
-    flow.params = _fill_params(flow.params, "params", arrays)
+        state = {}
+        for name, expected in layer.get_state().items():
+            key = f"state/{k}/{name}"
+            if key not in arrays:
+                raise ValueError(f"{path} lacks the layer state {key!r}: it is damaged or not a saved model")
+            _check_state(key, arrays[key], expected, flow.dim, path)
+            state[name] = arrays[key]
+            used.add(key)
+        layer.set_state(state)
+    flow.params = _fill_params(flow.params, "params", arrays, path, used)
+    extra = sorted(set(arrays) - used)
+    if extra:
+        raise ValueError(f"{path} holds entries its configuration does not explain: {extra[:5]}"
+                         f"{' ...' if len(extra) > 5 else ''}; it is damaged or was written by something else")
     return flow

@@ -19,7 +19,7 @@ import numpy as onp
 from autograd import value_and_grad
 from autograd.misc import flatten
 
-from .validation import as_generator, check_data, check_positive_float, check_positive_int
+from .validation import as_generator, check_bool, check_data, check_positive_float, check_positive_int
 
 __all__ = ["fit", "adam_step"]
 
@@ -104,6 +104,8 @@ def fit(flow, x_train, x_val=None, steps=2000, batch_size=256, lr=1e-3, rng=None
     lr = check_positive_float(lr, "lr")
     if patience is not None:
         patience = check_positive_int(patience, "patience")
+    progress = check_bool(progress, "progress")
+    lr_decay = check_bool(lr_decay, "lr_decay")
     rng = as_generator(rng)
     if x_val is None:
         val_fraction = check_positive_float(val_fraction, "val_fraction")
@@ -147,12 +149,7 @@ def fit(flow, x_train, x_val=None, steps=2000, batch_size=256, lr=1e-3, rng=None
         value, grad = loss_and_grad(unflatten(theta), x_batch)
         g = flatten(grad)[0]
         if not (onp.isfinite(value) and onp.all(onp.isfinite(g))):
-            history["status"] = "diverged"
-            history["message"] = (f"training diverged at step {step}: the loss or its gradient is not finite "
-                                  f"(loss = {value}); restored the best parameters (validation NLL "
-                                  f"{history['best_val_nll']:.4f} at step {history['best_step']}). Try a "
-                                  f"smaller lr.")
-            warnings.warn(history["message"], RuntimeWarning, stacklevel=3)
+            _stop_diverged(history, step, f"the training loss or its gradient is not finite (loss = {value})")
             break
         train_losses.append(float(value))
         step_lr = lr * (0.01 + 0.99 * 0.5 * (1 + onp.cos(onp.pi * (step - 1) / steps))) if lr_decay else lr
@@ -162,7 +159,10 @@ def fit(flow, x_train, x_val=None, steps=2000, batch_size=256, lr=1e-3, rng=None
             val_nll = _mean_nll(flow, unflatten(theta), x_val)
             _record(history, step, onp.mean(train_losses), val_nll, time.perf_counter() - start)
             train_losses = []
-            if onp.isfinite(val_nll) and val_nll < history["best_val_nll"]:
+            if not onp.isfinite(val_nll):
+                _stop_diverged(history, step, f"the validation NLL is not finite ({val_nll})")
+                break
+            if val_nll < history["best_val_nll"]:
                 best_theta, since_best = theta.copy(), 0
                 history["best_val_nll"], history["best_step"] = val_nll, step
             else:
@@ -180,6 +180,14 @@ def fit(flow, x_train, x_val=None, steps=2000, batch_size=256, lr=1e-3, rng=None
     if progress and history["message"]:
         print(history["message"], flush=True)
     return history
+
+
+def _stop_diverged(history, step, reason):
+    history["status"] = "diverged"
+    history["message"] = (f"training diverged at step {step}: {reason}; restored the best parameters "
+                          f"(validation NLL {history['best_val_nll']:.4f} at step {history['best_step']}). "
+                          f"Try a smaller lr.")
+    warnings.warn(history["message"], RuntimeWarning, stacklevel=4)
 
 
 def _record(history, step, train_nll, val_nll, elapsed):

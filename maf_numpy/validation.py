@@ -5,11 +5,15 @@ first. Each message says what was expected and what arrived.
 """
 
 import numbers
+import warnings
 
 import numpy as np
 from autograd.tracer import getval
 
-__all__ = ["as_generator", "check_data", "check_positive_int", "check_choice", "check_hidden"]
+__all__ = ["as_generator", "check_data", "check_positive_int", "check_positive_float", "check_choice",
+           "check_hidden", "check_bool", "check_params", "warn_if_not_finite"]
+
+FLOAT_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
 
 
 def as_generator(rng, name="rng"):
@@ -24,18 +28,24 @@ def as_generator(rng, name="rng"):
 
 
 def check_data(x, D, name="x"):
-    """Check that x is a finite float array of shape (n, D) with n >= 1; return it unchanged.
+    """Check that x is a finite float64/float32 array of shape (n, D) with n >= 1; return it unchanged.
 
     Accepts autograd's traced arrays too, so that ``autograd.jacobian`` can differentiate the public
-    methods with respect to x.
+    methods with respect to x. Refuses ``np.matrix`` (``@`` and ``*`` mean other things on it) and masked
+    arrays (the masked entries would silently take part in the computation).
     """
     value = getval(x)
     if not isinstance(value, np.ndarray):
-        raise TypeError(f"{name} must be a NumPy array of floats of shape (n, {D}), got {type(value).__name__}")
-    if value.dtype.kind != "f":
-        raise TypeError(f"{name} must be a float array (float64 or float32), got dtype {value.dtype}")
+        raise TypeError(f"{name} must be a NumPy array of floats of shape (n, {D}), got {type(value).__name__}"
+                        f"; convert it with np.asarray({name}, dtype=float)")
+    if isinstance(value, (np.matrix, np.ma.MaskedArray)):
+        raise TypeError(f"{name} must be a plain NumPy array of shape (n, {D}), got {type(value).__name__}; "
+                        f"convert it with np.asarray({name})")
+    if value.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be a float array (float64 or float32), got dtype {value.dtype}; "
+                        f"convert it with {name}.astype(np.float64)")
     if value.ndim != 2 or value.shape[1] != D:
-        hint = "; for one point use x[None, :]" if value.shape == (D,) else ""
+        hint = f"; for one point use {name}[None, :]" if value.shape == (D,) else ""
         raise ValueError(f"{name} must have shape (n, {D}), got {value.shape}{hint}")
     if value.shape[0] == 0:
         raise ValueError(f"{name} must hold at least one point, got an empty batch of shape {value.shape}")
@@ -77,3 +87,82 @@ def check_hidden(hidden):
     if not isinstance(hidden, (tuple, list)):
         raise TypeError(f"hidden must be a tuple of positive ints, got {type(hidden).__name__} {hidden!r}")
     return tuple(check_positive_int(H, f"hidden[{l}]") for l, H in enumerate(hidden))
+
+
+def check_bool(value, name):
+    """Check that ``value`` is True or False (a NumPy bool too); return it as a Python bool."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
+def _describe(value):
+    if isinstance(value, np.ndarray):
+        return f"an array of shape {value.shape}"
+    if isinstance(value, (list, tuple)):
+        return f"a {type(value).__name__} of length {len(value)}"
+    if isinstance(value, dict):
+        return f"a dict with keys {sorted(map(str, value))}"
+    return type(value).__name__
+
+
+def _check_tree(value, reference, path):
+    value, reference = getval(value), getval(reference)
+    if isinstance(reference, dict):
+        if not isinstance(value, dict):
+            raise ValueError(f"{path} must be a dict with keys {sorted(reference)}, got {_describe(value)}")
+        if set(value) != set(reference):
+            missing, extra = sorted(set(reference) - set(value)), sorted(map(str, set(value) - set(reference)))
+            raise ValueError(f"{path} must have the keys {sorted(reference)}: missing {missing}, "
+                             f"unexpected {extra}")
+        for key in reference:
+            _check_tree(value[key], reference[key], f"{path}[{key!r}]")
+    elif isinstance(reference, (list, tuple)):
+        if not isinstance(value, (list, tuple)) or len(value) != len(reference):
+            raise ValueError(f"{path} must be a list of length {len(reference)}, got {_describe(value)}")
+        for k, (v, r) in enumerate(zip(value, reference)):
+            _check_tree(v, r, f"{path}[{k}]")
+    else:
+        if not isinstance(value, np.ndarray):
+            raise TypeError(f"{path} must be a float array of shape {np.shape(reference)}, got "
+                            f"{type(value).__name__}")
+        if value.shape != np.shape(reference):
+            raise ValueError(f"{path} must have shape {np.shape(reference)}, got {value.shape}")
+        if value.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"{path} must be a float array (float64 or float32), got dtype {value.dtype}")
+        if not np.all(np.isfinite(value)):
+            bad = int(np.sum(~np.isfinite(value)))
+            raise ValueError(f"{path} must be finite, got {bad} NaN or inf value(s)")
+
+
+def check_params(params, reference, name="params"):
+    """Check that a parameter pytree has the structure of ``reference`` (a flow's own ``params``).
+
+    The same nesting of lists and dicts, the same keys, arrays of the same shapes, float dtypes and
+    finite values; each message names the offending entry, e.g. ``params[1]['W_mu']``. Traced pytrees
+    (inside ``autograd.grad``) are checked by their values. Returns ``params`` unchanged.
+    """
+    value, reference = getval(params), getval(reference)
+    if not isinstance(value, (list, tuple)) or len(value) != len(reference):
+        raise ValueError(f"{name} must be a list of {len(reference)} per-layer dicts like flow.params, got "
+                         f"{_describe(value)}")
+    _check_tree(value, reference, name)
+    return params
+
+
+def warn_if_not_finite(result, what, name="x"):
+    """Warn (RuntimeWarning) if ``result`` holds NaN or inf: the input was finite, so it overflowed.
+
+    Returns ``result`` unchanged. Used by the public methods after computing, so that no NaN comes back
+    without a message saying where it came from.
+    """
+    value = getval(result)
+    finite = np.isfinite(value)
+    if not np.all(finite):
+        bad_points = int(np.sum(~finite.reshape(finite.shape[0], -1).all(axis=1))) if finite.ndim else 1
+        n = finite.shape[0] if finite.ndim else 1
+        warnings.warn(f"{what} is not finite for {bad_points} of {n} points of {name}: exp(alpha) or the "
+                      f"values overflowed float64. Inputs far outside the data the flow was fitted to (or a "
+                      f"flow that has not been fitted) can do this; check the scale of {name}.",
+                      RuntimeWarning, stacklevel=3)
+    return result

@@ -1,0 +1,373 @@
+"""The figures the demo and the lessons share: densities, samples, MADE masks, Jacobians, layers, curves.
+
+Every function draws one kind of figure and returns what it drew on (a ``matplotlib.figure.Figure``, or
+the image for the functions that draw into a given ``ax``). Nothing here calls ``plt.show``: a notebook
+shows the returned figure by itself, a script saves it with ``fig.savefig``. Nothing in the core library
+imports this module, so the core runs without matplotlib.
+
+Conventions (STYLE §4.11): sequential colour maps (``viridis``) for densities and magnitudes, every
+axis labelled, titles that say what is shown. Densities are plotted as p(x) by default, because log p
+makes a bad model's mass in the wrong place look small; ``log_scale=True`` shows log p(x).
+"""
+
+import re
+import warnings
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+__all__ = ["density_grid", "plot_density", "colorbar_extend", "plot_samples", "plot_masks", "plot_jacobian",
+           "plot_layers", "plot_history"]
+
+DENSITY_CMAP = "viridis"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Densities and samples
+# ---------------------------------------------------------------------------------------------------
+def density_grid(flow_or_logpdf, xlim, ylim, resolution=200, chunk=10_000):
+    """Evaluate a 2D log-density on a regular grid.
+
+    Parameters
+    ----------
+    flow_or_logpdf : Flow or callable
+        A flow (its ``log_prob`` is used) or a function mapping points of shape (m, 2) to log p, (m,).
+    xlim, ylim : (float, float)
+        Range of x_1 (horizontal) and x_2 (vertical).
+    resolution : int
+        Grid points per axis.
+    chunk : int
+        Points per call, to bound the memory of one call.
+
+    Returns
+    -------
+    X, Y : ndarray of shape (resolution, resolution)
+        Grid coordinates as from ``np.meshgrid`` (``X[i, j]`` is x_1 of column j, ``Y[i, j]`` x_2 of row i).
+    log_p : ndarray of shape (resolution, resolution)
+        log p at every grid point, in nats. Far from its training data a flow's ``exp(-alpha)`` can
+        overflow; such points come out as -inf or NaN (drawn blank), without a warning.
+    """
+    log_prob = getattr(flow_or_logpdf, "log_prob", flow_or_logpdf)
+    X, Y = np.meshgrid(np.linspace(*xlim, resolution), np.linspace(*ylim, resolution))
+    points = np.column_stack([X.ravel(), Y.ravel()])
+    with warnings.catch_warnings(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)  # far from the data only; NaN is drawn blank
+        log_p = np.concatenate([np.asarray(log_prob(points[start:start + chunk]), dtype=float)
+                                for start in range(0, len(points), chunk)])
+    return X, Y, log_p.reshape(X.shape)
+
+
+def plot_density(ax, density, xlim=None, ylim=None, title=None, log_scale=False, resolution=200, vmin=None,
+                 vmax=None, colorbar=True, cmap=DENSITY_CMAP):
+    """Draw a 2D density as a heat map on ``ax``, with a colour bar labelled "p(x)" or "log p(x)".
+
+    Parameters
+    ----------
+    ax : matplotlib Axes
+    density : (X, Y, log_p) tuple, Flow or callable
+        The output of :func:`density_grid`, or anything it accepts (then ``xlim`` and ``ylim`` are needed).
+    xlim, ylim : (float, float) or None
+        Grid range, when ``density`` is not already a grid.
+    title : str or None
+    log_scale : bool
+        Show log p(x) instead of p(x). Values more than 15 nats below the maximum are clipped (unless
+        ``vmin`` is given), so that a density that is zero somewhere does not flatten the map.
+    resolution : int
+        Grid points per axis, when ``density`` is not already a grid.
+    vmin, vmax : float or None
+        Colour limits, e.g. shared between panels so that they compare.
+    colorbar : bool
+        Add a colour bar to ``ax``.
+    cmap : str
+
+    Returns
+    -------
+    image : matplotlib QuadMesh
+        Pass it to ``fig.colorbar`` to draw one colour bar for several panels.
+    """
+    if isinstance(density, tuple):
+        X, Y, log_p = density
+    else:
+        if xlim is None or ylim is None:
+            raise ValueError("xlim and ylim are needed to plot a flow or a function: give a grid or both limits")
+        X, Y, log_p = density_grid(density, xlim, ylim, resolution)
+    if log_scale:
+        values, label = log_p, "log p(x)"
+        if vmin is None:
+            vmin = max(np.max(log_p) - 15.0, np.min(log_p[np.isfinite(log_p)]))
+    else:
+        values, label = np.exp(log_p), "p(x)"
+    image = ax.pcolormesh(X, Y, values, cmap=cmap, vmin=vmin, vmax=vmax, shading="auto", rasterized=True)
+    ax.set_xlabel("$x_1$")
+    ax.set_ylabel("$x_2$")
+    if title:
+        ax.set_title(title)
+    if colorbar:
+        ax.figure.colorbar(image, ax=ax, label=label, extend=colorbar_extend(values, vmin, vmax))
+    return image
+
+
+def colorbar_extend(values, vmin, vmax):
+    """The colour bar's ``extend`` argument: arrows at the ends where values are clipped."""
+    finite = values[np.isfinite(values)]
+    low = vmin is not None and finite.size and finite.min() < vmin
+    high = vmax is not None and finite.size and finite.max() > vmax
+    return {(False, False): "neither", (True, False): "min", (False, True): "max", (True, True): "both"}[
+        (bool(low), bool(high))]
+
+
+def plot_samples(ax, x, title=None, xlim=None, ylim=None, equal=False, s=2.0, alpha=0.3, color="C0",
+                 max_points=None, rng=0):
+    """Scatter plot of 2D points with small, transparent markers.
+
+    Parameters
+    ----------
+    ax : matplotlib Axes
+    x : ndarray of shape (n, 2)
+        Points; column 0 is x_1 (horizontal), column 1 is x_2 (vertical).
+    title : str or None
+    xlim, ylim : (float, float) or None
+        Axis limits (e.g. the same as a density panel beside it).
+    equal : bool
+        Equal scales on both axes.
+    s, alpha, color
+        Marker size, transparency and colour.
+    max_points : int or None
+        Plot a random subset of at most this many points (chosen with ``rng``).
+    rng : int or numpy.random.Generator
+
+    Returns
+    -------
+    collection : matplotlib PathCollection
+    """
+    x = np.asarray(x)
+    if max_points is not None and len(x) > max_points:
+        x = x[np.random.default_rng(rng).choice(len(x), max_points, replace=False)]
+    collection = ax.scatter(x[:, 0], x[:, 1], s=s, alpha=alpha, color=color, linewidths=0, rasterized=True)
+    ax.set_xlabel("$x_1$")
+    ax.set_ylabel("$x_2$")
+    if xlim is not None:
+        ax.set_xlim(xlim)
+    if ylim is not None:
+        ax.set_ylim(ylim)
+    if equal:
+        ax.set_aspect("equal", adjustable="box")
+    if title:
+        ax.set_title(title)
+    return collection
+
+
+# ---------------------------------------------------------------------------------------------------
+# MADE masks and Jacobians
+# ---------------------------------------------------------------------------------------------------
+def _unit_ticks(degrees, units, variables, max_labels=16):
+    """Tick positions and labels for a layer's units shown in the order ``units``.
+
+    Each label is the unit's degree, preceded by the variable name for the input and output layers
+    (``variables=True``). A long layer gets one tick per run of equal degrees if there are few runs (a
+    layer sorted by degree), else every k-th unit.
+    """
+    shown = np.asarray(degrees)[units]
+    labels = [f"$x_{{{u + 1}}}$: {d}" if variables else str(d) for u, d in zip(units, shown)]
+    if len(shown) <= max_labels:
+        return np.arange(len(shown)), labels
+    starts = np.flatnonzero(np.r_[True, shown[1:] != shown[:-1]])
+    if len(starts) <= max_labels:
+        ends = np.r_[starts[1:], len(shown)]
+        return (starts + ends - 1) / 2, [str(shown[k]) for k in starts]
+    positions = np.arange(0, len(shown), int(np.ceil(len(shown) / max_labels)))
+    return positions, [labels[k] for k in positions]
+
+
+def plot_masks(masks, degrees, sort_by_degree=False):
+    """Show the MADE masks as black (connection) and white (no connection) images, degrees on the ticks.
+
+    Parameters
+    ----------
+    masks : list of ndarray
+        ``L + 1`` masks as from :func:`maf_numpy.masks.made_masks`: ``masks[l]`` has shape
+        (H_l, H_{l+1}) with H_0 = D, and ``masks[-1]`` (H_L, D) is the output mask (shared by the mu and
+        alpha heads). Entry [k, k'] is 1 when unit k of one layer feeds unit k' of the next.
+    degrees : list of ndarray of int
+        ``[m^0, ..., m^L]``: input degrees (D,) then hidden degrees (H_l,).
+    sort_by_degree : bool
+        Sort the units of every layer by degree, so that the masks become staircases.
+
+    Returns
+    -------
+    fig : matplotlib Figure
+        One panel per mask: rows are the units a connection comes from, columns the units it goes to.
+        Ticks show each unit's degree (and, for inputs and outputs, which variable it is).
+    """
+    L = len(masks) - 1
+    layer_degrees = list(degrees) + [degrees[0]]  # the outputs carry the input degrees
+    orders = [np.argsort(m, kind="stable") if sort_by_degree else np.arange(len(m)) for m in layer_degrees]
+    names = ["input $x$"] + [f"hidden $h^{{{l}}}$" for l in range(1, L + 1)] + ["output $\\mu, \\alpha$"]
+    fig, axes = plt.subplots(1, L + 1, figsize=(4.2 * (L + 1), 4.4), layout="constrained", squeeze=False)
+    for l, ax in enumerate(axes[0]):
+        rows, cols = orders[l], orders[l + 1]
+        ax.imshow(masks[l][np.ix_(rows, cols)], cmap="gray_r", vmin=0, vmax=1, aspect="auto",
+                  interpolation="nearest")
+        ax.set_yticks(*_unit_ticks(layer_degrees[l], rows, variables=l == 0))
+        ax.set_xticks(*_unit_ticks(layer_degrees[l + 1], cols, variables=l == L))
+        ax.set_ylabel(f"from: {names[l]} (tick: degree)")
+        ax.set_xlabel(f"to: {names[l + 1]} (tick: degree)")
+        rule = "$m^{L}(k) < m^{0}(d)$" if l == L else f"$m^{{{l}}}(k) \\leq m^{{{l + 1}}}(k')$"
+        kind = "output mask $M^V$" if l == L else f"mask $M^{{{l + 1}}}$"
+        ax.set_title(f"{kind}: black where {rule}")
+    fig.suptitle("MADE masks (black = connection kept" + (", units sorted by degree)" if sort_by_degree else ")"))
+    return fig
+
+
+def plot_jacobian(J, order=None, title="Jacobian $|\\partial z_i / \\partial x_j|$", ax=None):
+    """Show |J| as an image, rows and columns optionally put in the autoregressive order.
+
+    Parameters
+    ----------
+    J : ndarray of shape (D, D) or (n, D, D)
+        A Jacobian ``J[i, j] = dz_i / dx_j`` (e.g. from ``autograd.jacobian``); a stack of n Jacobians is
+        averaged in absolute value.
+    order : ndarray of int, shape (D,), or None
+        A permutation of range(D) (``order[0]`` generated first). Rows and columns are permuted by it, so
+        that an autoregressive Jacobian shows as a lower triangle.
+    title : str
+    ax : matplotlib Axes or None
+        Draw here, else on a new figure.
+
+    Returns
+    -------
+    fig : matplotlib Figure
+        Entries that are exactly zero are white, so that structural zeros stand out from small values.
+    """
+    J = np.abs(np.asarray(J, dtype=float))
+    if J.ndim == 3:
+        J = J.mean(axis=0)
+    D = J.shape[0]
+    note = "" if order is None else " (in generation order)"
+    order = np.arange(D) if order is None else np.asarray(order)
+    J = J[np.ix_(order, order)]
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(4.8, 4), layout="constrained")
+    cmap = plt.get_cmap(DENSITY_CMAP).with_extremes(bad="white")
+    image = ax.imshow(np.ma.masked_equal(J, 0.0), cmap=cmap, vmin=0, interpolation="nearest")
+    ax.figure.colorbar(image, ax=ax, label="$|\\partial z_i / \\partial x_j|$ (white: exactly 0)")
+    if D <= 20:
+        ax.set_xticks(range(D), [f"$x_{{{j + 1}}}$" for j in order])
+        ax.set_yticks(range(D), [f"$z_{{{i + 1}}}$" for i in order])
+    ax.set_xlabel("input $x_j$" + note)
+    ax.set_ylabel("output $z_i$" + note)
+    ax.set_title(title)
+    return ax.figure
+
+
+# ---------------------------------------------------------------------------------------------------
+# A flow layer by layer, and training curves
+# ---------------------------------------------------------------------------------------------------
+def _short_layer_name(text):
+    """'MAFLayer(D=2, hidden=(64, 64), order=[1, 0])' -> 'MAFLayer, order [1, 0]'."""
+    name = text.split("(", 1)[0]
+    match = re.search(r"order=(\[[^\]]*\])", text) or re.search(r"A=(\[[^\]]*\])", text)
+    if match:
+        what = "order" if "order=" in match.group(0) else "passes x"
+        return f"{name}, {what} {match.group(1)}"
+    return name
+
+
+def plot_layers(trace, direction="inverse", max_points=2000, ncols=5):
+    """One scatter panel per stage of a flow, from ``flow.trace_inverse(x)`` (or ``trace_forward(z)``).
+
+    Points are coloured by the rank of their first coordinate in the first panel, so that one can follow
+    them from panel to panel.
+
+    Parameters
+    ----------
+    trace : dict
+        With ``values`` (K + 1 arrays of shape (n, D), first two coordinates plotted) and ``layers``
+        (K layer descriptions), as returned by ``Flow.trace_inverse`` / ``Flow.trace_forward``.
+    direction : {"inverse", "forward"}
+        Which trace it is: inverse goes from x (data) to z (base), forward from z to x.
+    max_points : int
+        Plot at most this many points (the first ones).
+    ncols : int
+        Panels per row.
+
+    Returns
+    -------
+    fig : matplotlib Figure
+    """
+    values = [np.asarray(v)[:max_points] for v in trace["values"]]
+    start, end = ("x", "z") if direction == "inverse" else ("z", "x")
+    colour = np.argsort(np.argsort(values[0][:, 0])) / len(values[0])  # rank in [0, 1)
+    nrows = int(np.ceil(len(values) / ncols))
+    ncols = min(ncols, len(values))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.4 * nrows), layout="constrained",
+                             squeeze=False)
+    for k, ax in enumerate(axes.ravel()):
+        if k >= len(values):
+            ax.set_axis_off()
+            continue
+        ax.scatter(values[k][:, 0], values[k][:, 1], c=colour, s=3, alpha=0.5, linewidths=0, cmap="viridis",
+                   rasterized=True)
+        if k == 0:
+            ax.set_title(f"{start} ({'data' if start == 'x' else 'base'})")
+            symbol = start
+        else:
+            symbol = end if k == len(values) - 1 else "v"
+            ax.set_title(f"after {k}: {_short_layer_name(trace['layers'][k - 1])}", fontsize=9)
+        ax.set_xlabel(f"${symbol}_1$")
+        ax.set_ylabel(f"${symbol}_2$")
+    fig.suptitle(f"{direction}: {start} -> {end}, layer by layer (colour: rank of ${start}_1$ in the first panel)")
+    return fig
+
+
+def plot_history(histories, entropy=None, show_train=True, ax=None, title="Training curves", ylim=None):
+    """Training and validation NLL against step for one or more runs.
+
+    Parameters
+    ----------
+    histories : dict of name -> history
+        Histories as returned by ``flow.fit`` (``step``, ``train_nll``, ``val_nll``).
+    entropy : float or None
+        The true entropy H[p] in nats, drawn as a dashed line: no model's expected NLL can go below it.
+    show_train : bool
+        Also draw the training NLL (thin, faint); the validation NLL is the thick line with markers.
+    ax : matplotlib Axes or None
+        Draw here, else on a new figure.
+    title : str
+    ylim : (float, float) or None
+        NLL range shown. By default the top is cut so that the end of training is readable (the first
+        validations may be off the top).
+
+    Returns
+    -------
+    fig : matplotlib Figure
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    plotted = []
+    for k, (name, history) in enumerate(histories.items()):
+        colour, marker = f"C{k % 10}", "os^Dvp<>"[k % 8]
+        ax.plot(history["step"], history["val_nll"], color=colour, lw=1.8, marker=marker, markersize=3.5,
+                label=f"{name} (validation)")
+        plotted.extend(history["val_nll"])
+        if show_train:
+            ax.plot(history["step"], history["train_nll"], color=colour, lw=1, alpha=0.4,
+                    label=f"{name} (train)")
+            plotted.extend(history["train_nll"])
+    if entropy is not None:
+        ax.axhline(entropy, color="black", ls="--", lw=1.2, label=f"true entropy H[p] = {entropy:.3f}")
+    plotted = np.asarray(plotted, dtype=float)
+    plotted = plotted[np.isfinite(plotted)]
+    if ylim is None and plotted.size:
+        low = min(plotted.min(), entropy if entropy is not None else np.inf)
+        high = np.percentile(plotted, 90)
+        span = max(high - low, 1e-3)
+        ylim = (low - 0.1 * span, high + 0.3 * span)
+    if ylim is not None:
+        ax.set_ylim(ylim)
+    ax.set_xlabel("step")
+    ax.set_ylabel("NLL (nats)")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return ax.figure

@@ -1,0 +1,86 @@
+"""Tests for the command line, ``python -m maf_numpy``: help, the demo in fast mode, fit, bad arguments.
+
+Each test runs the real command in a subprocess (with this interpreter), as a user would.
+"""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+import maf_numpy as mf
+from maf_numpy.__main__ import DEMO_MODELS, DEMO_TOYS, format_table, toy_splits, train_and_measure
+
+
+def run_cli(*args, cwd=None, timeout=120):
+    env = dict(os.environ, MAF_FAST="")  # the tests choose fast mode themselves
+    return subprocess.run([sys.executable, "-m", "maf_numpy", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, env=env, timeout=timeout)
+
+
+def test_help_exits_zero_and_names_the_subcommands():
+    result = run_cli("--help")
+    assert result.returncode == 0, result.stderr
+    assert "demo" in result.stdout and "fit" in result.stdout
+
+
+def test_fast_demo_prints_a_row_per_model_and_writes_the_three_figures(tmp_path):
+    result = run_cli("demo", "--fast", "--out", tmp_path, timeout=60)
+    assert result.returncode == 0, result.stderr
+    table = result.stdout.split("test NLL ± 2se", 1)[1]  # the table, after its header
+    for toy in DEMO_TOYS:
+        for model, _ in DEMO_MODELS:
+            assert any(line.split()[:2] == [toy, model] for line in table.splitlines()), (toy, model)
+    for name in [f"demo_{toy}.png" for toy in DEMO_TOYS] + ["demo_nll_curves.png"]:
+        path = tmp_path / name
+        assert path.is_file() and path.stat().st_size > 1000, name
+
+
+def test_fit_writes_a_model_that_load_reads_back_with_the_same_log_prob(tmp_path):
+    out = tmp_path / "model.npz"
+    result = run_cli("fit", "--data", "fig1", "--flow", "maf", "--layers", "2", "--hidden", "8,8", "--steps", "5",
+                     "--n-train", "200", "--quiet", "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert "held-out NLL" in result.stdout and str(out) in result.stdout
+    flow = mf.load(out)
+    assert isinstance(flow, mf.MAF) and flow.config["num_layers"] == 2 and flow.config["hidden"] == (8, 8)
+    x = mf.datasets.toy("fig1", 50, rng=123)
+    log_p = flow.log_prob(x)
+    assert np.all(np.isfinite(log_p))
+    np.testing.assert_array_equal(mf.load(out).log_prob(x), log_p)
+
+
+def test_fit_default_output_name_is_flow_then_data(tmp_path):
+    result = run_cli("fit", "--data", "moons", "--flow", "made", "--hidden", "8", "--steps", "3",
+                     "--n-train", "100", "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert isinstance(mf.load(tmp_path / "made_moons.npz"), mf.MADE)
+
+
+def test_unknown_flow_exits_nonzero_and_lists_the_choices():
+    result = run_cli("fit", "--data", "fig1", "--flow", "glow")
+    assert result.returncode != 0
+    for choice in ("made", "maf", "iaf", "realnvp"):
+        assert choice in result.stderr
+
+
+def test_unknown_data_exits_nonzero_and_lists_the_toys():
+    result = run_cli("fit", "--data", "swissroll", "--flow", "maf")
+    assert result.returncode != 0
+    for name in mf.datasets.toy_names():
+        assert name in result.stderr
+
+
+def test_layers_with_made_is_refused():
+    result = run_cli("fit", "--data", "fig1", "--flow", "made", "--layers", "3")
+    assert result.returncode != 0 and "--layers" in result.stderr
+
+
+def test_demo_retrains_a_diverged_model_with_a_smaller_step_size_and_marks_it():
+    x_train, x_val, x_test = toy_splits("fig1", 300, 100, 100, seed=0)
+    result = train_and_measure("MAF-5", "maf", x_train, x_val, x_test, steps=30, seed=0, entropy=3.531, lr=1.0)
+    assert result["notes"][0].startswith("diverged at step") and "lr 1" in result["notes"][0]
+    assert result["lr"] < 1.0 and np.isfinite(result["nll"])
+    table = format_table([("fig1", result)])
+    assert "MAF-5*" in table and "* fig1 MAF-5: diverged" in table

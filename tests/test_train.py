@@ -1,0 +1,245 @@
+"""fit: maximum likelihood with minibatch Adam, early stopping, the divergence guard, progress lines.
+
+The Figure 1 tests reproduce the MAF paper's opening story (§1, Figure 1) on the density
+x2 ~ N(0, 4), x1 | x2 ~ N(x2^2 / 4, 1), whose entropy is 3.531 nats, so that held-out NLL - 3.531 is the
+KL divergence from the data to the model: a MAF gets within a few hundredths of a nat; a single Gaussian
+MADE that generates x1 first cannot (p(x1) is not Gaussian), while one that generates x2 first can.
+"""
+
+import warnings
+
+import numpy as onp
+import pytest
+
+import maf_numpy as mf
+from maf_numpy import datasets
+
+ENTROPY_FIG1 = 3.531
+HISTORY_KEYS = {"step", "train_nll", "val_nll", "time", "best_step", "best_val_nll", "steps_run", "status",
+                "message", "val_source"}
+
+
+@pytest.fixture(scope="module")
+def fig1():
+    """10 000 training points and 20 000 fresh test points of the Figure 1 density."""
+    return datasets.toy("fig1", 10_000, rng=0), datasets.toy("fig1", 20_000, rng=1)
+
+
+def test_the_fig1_entropy_is_the_number_the_thresholds_use():
+    assert datasets.toy_entropy("fig1") == pytest.approx(ENTROPY_FIG1, abs=5e-4)
+
+
+def test_fit_brings_a_maf_within_five_hundredths_of_a_nat_of_the_fig1_entropy(fig1):
+    x_train, x_test = fig1
+    flow = mf.MAF(dim=2, num_layers=5, hidden=(64, 64), rng=0)
+    history = flow.fit(x_train, steps=1500, batch_size=256, lr=3e-3, rng=0, progress=False)
+    test_nll = -onp.mean(flow.log_prob(x_test))
+    assert history["status"] in ("completed", "early_stopped")
+    assert test_nll < ENTROPY_FIG1 + 0.05, f"test NLL {test_nll:.4f} (entropy {ENTROPY_FIG1})"
+
+
+@pytest.mark.parametrize("order, bound", [
+    pytest.param([0, 1], lambda nll: nll > ENTROPY_FIG1 + 0.2, id="x1-first-stays-clearly-worse"),
+    pytest.param([1, 0], lambda nll: nll < ENTROPY_FIG1 + 0.05, id="x2-first-gets-close"),
+])
+def test_a_gaussian_made_fits_fig1_only_in_the_right_order(fig1, order, bound):
+    x_train, x_test = fig1
+    made = mf.MADE(dim=2, hidden=(64, 64), order=order, rng=0)
+    made.fit(x_train, steps=1500, batch_size=256, lr=3e-3, rng=0, progress=False)
+    test_nll = -onp.mean(made.log_prob(x_test))
+    assert bound(test_nll), f"order {order}: test NLL {test_nll:.4f} (entropy {ENTROPY_FIG1})"
+
+
+# --- the history and the best parameters ---------------------------------------------------------------
+def small_maf(seed=0):
+    return mf.MAF(2, num_layers=2, hidden=(16, 16), rng=seed)
+
+
+@pytest.fixture(scope="module")
+def moons():
+    return datasets.toy("moons", 1000, rng=0), datasets.toy("moons", 500, rng=1)
+
+
+def mean_nll(flow, x):
+    return -onp.mean(flow.log_prob(x))
+
+
+def test_history_has_the_documented_keys_and_one_entry_per_validation(moons):
+    x_train, x_val = moons
+    history = small_maf().fit(x_train, x_val, steps=60, val_every=10, rng=0, progress=False, patience=None)
+    assert set(history) == HISTORY_KEYS
+    assert history["step"] == [10, 20, 30, 40, 50, 60]
+    assert len(history["train_nll"]) == len(history["val_nll"]) == len(history["time"]) == 6
+    assert onp.all(onp.isfinite(history["train_nll"])) and onp.all(onp.diff(history["time"]) >= 0)
+    assert history["steps_run"] == 60 and history["status"] == "completed" and history["message"] == ""
+    assert history["val_source"] == "x_val"
+
+
+def test_the_final_params_are_the_best_seen_and_give_best_val_nll(moons):
+    x_train, x_val = moons
+    flow = small_maf()
+    initial = mean_nll(flow, x_val)
+    history = flow.fit(x_train, x_val, steps=80, val_every=10, lr=1e-2, rng=0, progress=False, patience=None)
+    best = history["best_val_nll"]
+    if history["best_step"] > 0:
+        assert best == min(history["val_nll"]) < initial
+        assert history["val_nll"][history["step"].index(history["best_step"])] == best
+    else:  # nothing beat the initial parameters
+        assert best == pytest.approx(initial, rel=1e-12) and best <= min(history["val_nll"])
+    assert mean_nll(flow, x_val) == pytest.approx(best, rel=1e-12)  # recomputed from the final params
+
+
+def test_without_x_val_a_fraction_of_x_train_is_held_out_and_reported(moons):
+    x_train, _ = moons
+    history = small_maf().fit(x_train, steps=5, val_fraction=0.2, rng=0, progress=False)
+    assert history["val_source"].startswith("200 points (20%) held out of x_train")
+
+
+# --- early stopping and the divergence guard ----------------------------------------------------------
+def test_early_stopping_stops_when_overfitting_a_tiny_training_set(moons):
+    x_train, x_val = moons
+    flow = mf.MAF(2, num_layers=3, hidden=(64, 64), rng=0)
+    history = flow.fit(x_train[:50], x_val, steps=3000, batch_size=50, lr=3e-3, val_every=20, patience=2,
+                       rng=0, progress=False)
+    assert history["status"] == "early_stopped"
+    assert history["steps_run"] < 3000 and history["steps_run"] == history["step"][-1]
+    assert "stopped early" in history["message"]
+    best_index = history["step"].index(history["best_step"]) if history["best_step"] else -1
+    assert len(history["val_nll"]) - 1 - best_index == 2  # exactly `patience` validations without gain
+    assert mean_nll(flow, x_val) == pytest.approx(history["best_val_nll"], rel=1e-12)
+
+
+def test_patience_none_never_stops_early_and_still_restores_the_best_step(moons):
+    """Overfitting 50 points: validation gets worse after step 20, training runs on, the best is kept."""
+    x_train, x_val = moons
+    flow = mf.MAF(2, num_layers=3, hidden=(64, 64), rng=0)
+    history = flow.fit(x_train[:50], x_val, steps=120, batch_size=50, lr=3e-3, val_every=20, patience=None,
+                       rng=0, progress=False)
+    assert history["status"] == "completed" and history["steps_run"] == 120
+    assert 0 < history["best_step"] < 120 and history["val_nll"][-1] > history["best_val_nll"]
+    assert mean_nll(flow, x_val) == pytest.approx(history["best_val_nll"], rel=1e-12)
+
+
+def flat_params(flow):
+    from autograd.misc import flatten
+
+    return flatten(flow.params)[0]
+
+
+@pytest.mark.parametrize("lr", [1e6, 10.0], ids=["lr-1e6", "lr-10"])
+def test_a_diverging_fit_warns_stops_and_keeps_the_best_finite_params(moons, lr):
+    x_train, x_val = moons
+    flow = small_maf()
+    before = flat_params(flow).copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # NumPy's own overflow warnings
+        warnings.filterwarnings("error", message=".*diverged.*", category=RuntimeWarning)
+        with pytest.raises(RuntimeWarning, match="diverged at step .*not finite.*restored the best"):
+            flow.fit(x_train, x_val, steps=200, lr=lr, val_every=1, rng=0, progress=False)
+    # Again without turning the warning into an error, to look at the result.
+    flow = small_maf()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = flow.fit(x_train, x_val, steps=200, lr=lr, val_every=1, rng=0, progress=False)
+    assert [w.category for w in caught if "diverged" in str(w.message)] == [RuntimeWarning]
+    assert history["status"] == "diverged" and "diverged" in history["message"]
+    assert history["steps_run"] < 200
+    after = flat_params(flow)
+    assert onp.all(onp.isfinite(after)) and onp.all(onp.isfinite(flow.log_prob(x_val)))
+    if history["best_step"] == 0:  # nothing was better than the start: the start is restored exactly
+        assert onp.array_equal(after, before)
+    assert mean_nll(flow, x_val) == pytest.approx(history["best_val_nll"], rel=1e-12)
+
+
+def test_a_flow_whose_loss_is_not_finite_from_the_start_is_left_unchanged(moons):
+    x_train, x_val = moons
+    flow = small_maf()
+    flow.params[-1]["b_alpha"] = onp.full(2, -800.0)  # exp(-alpha) overflows: the loss is inf
+    before = flat_params(flow).copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        history = flow.fit(x_train, x_val, steps=20, rng=0, progress=False)
+    assert history["status"] == "diverged" and history["steps_run"] == 0
+    assert onp.array_equal(flat_params(flow), before)
+
+
+# --- progress -----------------------------------------------------------------------------------------
+def test_progress_prints_step_train_and_val_nll_at_every_validation(moons, capsys):
+    x_train, x_val = moons
+    small_maf().fit(x_train, x_val, steps=30, val_every=10, rng=0, progress=True, patience=None)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3
+    for line in lines:
+        assert "step" in line and "train NLL" in line and "val NLL" in line
+
+
+def test_progress_false_prints_nothing(moons, capsys):
+    x_train, x_val = moons
+    small_maf().fit(x_train, x_val, steps=30, val_every=10, rng=0, progress=False)
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+
+
+# --- standardisation: fitted by fit, densities in the data's units ------------------------------------
+def test_fit_fits_the_standardize_layer_to_x_train(moons):
+    x_train, x_val = moons
+    x_train = x_train * [3.0, 0.5] + [10.0, -4.0]
+    flow = small_maf()
+    assert not flow.layers[0].fitted
+    flow.fit(x_train, x_val * [3.0, 0.5] + [10.0, -4.0], steps=2, rng=0, progress=False)
+    assert flow.layers[0].fitted
+    onp.testing.assert_allclose(flow.layers[0].shift, x_train.mean(axis=0), rtol=1e-12)
+    onp.testing.assert_allclose(flow.layers[0].scale, x_train.std(axis=0), rtol=1e-12)
+
+
+def test_a_second_fit_keeps_the_standardize_layer_of_the_first(moons):
+    x_train, x_val = moons
+    flow = small_maf()
+    flow.fit(x_train, x_val, steps=2, rng=0, progress=False)
+    shift = flow.layers[0].shift.copy()
+    flow.fit(x_train + 5.0, x_val + 5.0, steps=2, rng=0, progress=False)
+    assert onp.array_equal(flow.layers[0].shift, shift)
+
+
+def test_log_prob_is_in_the_data_units_rescaling_by_10_costs_D_log_10_exactly():
+    """Same network, Standardize fitted to x and to 10 x: log p(10 x) = log p(x) - D log 10."""
+    x = datasets.toy("fig1", 500, rng=0)
+    a, b = small_maf(), small_maf()
+    a.layers[0].fit(x)
+    b.layers[0].fit(10 * x)
+    onp.testing.assert_allclose(b.log_prob(10 * x), a.log_prob(x) - 2 * onp.log(10), rtol=0, atol=1e-10)
+
+
+def test_fitting_data_scaled_by_10_changes_the_test_nll_by_D_log_10(moons):
+    x_train, x_val = moons
+    x_test = datasets.toy("moons", 2000, rng=2)
+    nll = {}
+    for scale in (1.0, 10.0):
+        flow = small_maf()
+        flow.fit(scale * x_train, scale * x_val, steps=200, rng=0, progress=False)
+        nll[scale] = mean_nll(flow, scale * x_test)
+    assert nll[10.0] - nll[1.0] == pytest.approx(2 * onp.log(10), abs=0.05)
+
+
+# --- reproducibility ----------------------------------------------------------------------------------
+def test_the_same_seeds_give_the_same_history_and_params(moons):
+    x_train, _ = moons
+    runs = []
+    for _ in range(2):
+        flow = small_maf(seed=0)
+        history = flow.fit(x_train, steps=40, val_every=10, rng=7, progress=False)
+        runs.append((history, flat_params(flow)))
+    (h1, p1), (h2, p2) = runs
+    for key in HISTORY_KEYS - {"time"}:
+        assert h1[key] == h2[key], key
+    assert onp.array_equal(p1, p2)
+
+
+def test_a_different_fit_seed_shuffles_differently(moons):
+    x_train, _ = moons
+    params = []
+    for seed in (7, 8):
+        flow = small_maf(seed=0)
+        flow.fit(x_train, steps=20, rng=seed, progress=False, patience=None)
+        params.append(flat_params(flow))
+    assert not onp.array_equal(*params)
