@@ -10,16 +10,36 @@ axis labelled, titles that say what is shown. Densities are plotted as p(x) by d
 makes a bad model's mass in the wrong place look small; ``log_scale=True`` shows log p(x).
 """
 
+import os
 import re
 import warnings
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 
-__all__ = ["density_grid", "plot_density", "colorbar_extend", "plot_samples", "plot_masks", "plot_jacobian",
+__all__ = ["figures_dir", "save_figure",
+           "density_grid", "plot_density", "colorbar_extend", "plot_samples", "plot_masks", "plot_jacobian",
            "plot_layers", "plot_history"]
 
 DENSITY_CMAP = "viridis"
+
+
+def figures_dir():
+    """The folder figures are written to: ``$MAF_FIGURES_DIR`` if set, else ``figures/`` at the repository
+    root (the tests point the variable at a temporary folder, so running them never rewrites the
+    committed figures)."""
+    folder = Path(os.environ.get("MAF_FIGURES_DIR", Path(__file__).resolve().parents[1] / "figures"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def save_figure(fig, name, dpi=110):
+    """Save ``fig`` as ``figures_dir() / name`` (a stable name such as ``"02_path_counts.png"``); return
+    the path."""
+    path = figures_dir() / name
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    return path
 
 
 # ---------------------------------------------------------------------------------------------------
