@@ -94,9 +94,11 @@ def fit(flow, x_train, x_val=None, steps=2000, batch_size=256, lr=1e-3, rng=None
 
     Notes
     -----
-    If the loss or its gradient becomes NaN or inf, training stops at once with a ``RuntimeWarning`` that
-    says so, the best parameters seen are restored and ``history["status"]`` is ``"diverged"``. When a
-    Standardize layer sits next to the data and has not been fitted yet, it is fitted to ``x_train`` first.
+    If the loss or its gradient (or the validation NLL) becomes NaN or inf, training stops at once with a
+    ``RuntimeWarning`` that says so, the best parameters seen are restored and ``history["status"]`` is
+    ``"diverged"``. When a
+    Standardize layer sits next to the data and has not been fitted yet, it is fitted to the training
+    points first (to what remains of ``x_train`` after the hold-out when ``x_val`` is None).
     """
     check_data(x_train, flow.dim, "x_train")
     steps = check_positive_int(steps, "steps")
