@@ -13,10 +13,10 @@ Modules, in dependency order: ``masks`` (MADE degrees and masks) -> ``made`` (th
 ``datasets``, ``io``, ``plotting`` and the command line (``python -m maf_numpy``) sit on top.
 """
 
-from . import datasets, made, masks, transforms
+from . import datasets, made, masks, train, transforms
 from .flows import IAF, MADE, MAF, Flow, RealNVP, standard_normal_log_prob
 from .io import load, save
 
 __all__ = ["MADE", "MAF", "IAF", "RealNVP", "Flow", "load", "save", "standard_normal_log_prob",
-           "datasets", "masks", "made", "transforms"]
+           "datasets", "masks", "made", "train", "transforms"]
 __version__ = "0.1.0"

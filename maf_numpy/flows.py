@@ -9,7 +9,9 @@ the identity until ``fit`` sets it from the training data; its log-det is part o
 densities are always in the data's own units.
 
 Parameters are a plain list with one dict per layer (``{}`` for layers without trainable numbers), so
-that ``autograd.grad(lambda p: -np.mean(flow.log_prob(x, params=p)))(flow.params)`` just works.
+that ``autograd.grad(lambda p: -np.mean(flow.log_prob(x, params=p)))(flow.params)`` just works. The
+Standardize layer's shift and scale are structure, not parameters: they stay on the layer
+(``layer.get_state()``), outside ``params``.
 
 After every public call, ``flow.passes`` holds the number of conditioner (MADE or coupling network)
 evaluations it made, and ``flow.passes_per_layer`` the same per layer: for a K-layer MAF in D dimensions

@@ -20,7 +20,8 @@ import numpy as np
 
 __all__ = ["figures_dir", "save_figure",
            "density_grid", "plot_density", "colorbar_extend", "plot_samples", "plot_masks", "plot_jacobian",
-           "plot_layers", "plot_history"]
+           "plot_layers", "plot_history", "plot_made_network", "plot_connectivity", "plot_grid_warp",
+           "plot_z_samples"]
 
 DENSITY_CMAP = "viridis"
 
@@ -391,3 +392,262 @@ def plot_history(histories, entropy=None, show_train=True, ax=None, title="Train
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return ax.figure
+
+
+# ---------------------------------------------------------------------------------------------------
+# MADE as a graph, and its path-count (connectivity) matrix (lesson 02)
+# ---------------------------------------------------------------------------------------------------
+def plot_made_network(degrees, masks=None, ax=None, title="MADE network (node: degree; edge: mask entry 1)",
+                      cmap="viridis", colorbar=True):
+    """Draw a MADE as a layered graph: inputs at the bottom, outputs at the top (as in MADE Figure 1).
+
+    Every node shows its degree; output d sits above input d and carries the same degree. An edge is
+    drawn wherever a mask holds a 1.
+
+    Parameters
+    ----------
+    degrees : list of ndarray of int
+        ``[m^0, m^1, ..., m^L]``: input degrees (D,) then hidden degrees (H_l,).
+    masks : list of ndarray or None
+        ``L + 1`` masks as from :func:`maf_numpy.masks.made_masks` (``masks[l]`` of shape
+        (H_l, H_{l+1}) with H_0 = D, output mask (H_L, D)); built from ``degrees`` when None.
+    ax : matplotlib Axes or None
+        Draw here, else on a new figure.
+    title : str
+    cmap : str
+        Node colour = degree, on a scale from 0 to D.
+    colorbar : bool
+        Add a colour bar labelled "degree m(k)".
+
+    Returns
+    -------
+    fig : matplotlib Figure
+        The y axis names the layers; the x axis carries no meaning and is hidden.
+    """
+    if masks is None:
+        from .masks import made_masks
+        masks = made_masks(degrees)
+    layers = [np.asarray(m) for m in degrees] + [np.asarray(degrees[0])]  # outputs carry the input degrees
+    D, L = len(layers[0]), len(layers) - 2
+    width = max(len(m) for m in layers)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(max(4.0, 0.55 * width + 2.0), 1.3 * (L + 2) + 0.8), layout="constrained")
+    xs = [np.arange(len(m)) - (len(m) - 1) / 2 for m in layers]
+    for l, M in enumerate(masks):
+        for k, k2 in zip(*np.nonzero(np.asarray(M))):
+            ax.plot([xs[l][k], xs[l + 1][k2]], [l, l + 1], color="0.45", lw=0.8, alpha=0.7, zorder=1)
+    colours, norm = plt.get_cmap(cmap, D + 1), plt.Normalize(-0.5, D + 0.5)  # one colour per degree 0..D
+    size = 420 if width <= 10 else max(60, 4200 / width)
+    image = None
+    for l, m in enumerate(layers):
+        image = ax.scatter(xs[l], np.full(len(m), l), c=m, cmap=colours, norm=norm, s=size,
+                           edgecolors="black", linewidths=0.8, zorder=2)
+        for x, d in zip(xs[l], m):
+            r, g, b, _ = colours(norm(d))
+            ink = "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
+            ax.text(x, l, str(d), ha="center", va="center", color=ink, fontsize=9 if width <= 10 else 7,
+                    zorder=3)
+    for k in range(D):
+        ax.text(xs[0][k], -0.32, f"$x_{{{k + 1}}}$", ha="center", va="top")
+        ax.text(xs[-1][k], L + 1.32, f"$\\hat{{x}}_{{{k + 1}}}$", ha="center", va="bottom")
+    ax.set_yticks(range(L + 2), ["input $x$"] + [f"hidden $h^{{{l}}}$" for l in range(1, L + 1)]
+                  + ["output $\\hat{x}$"])
+    ax.set_ylim(-0.75, L + 1.75)
+    ax.set_xlim(-width / 2 - 0.1, width / 2 + 0.1)
+    ax.set_xticks([])
+    for side in ("top", "right", "bottom"):
+        ax.spines[side].set_visible(False)
+    if title:
+        ax.set_title(title)
+    if colorbar:
+        ax.figure.colorbar(image, ax=ax, label="degree $m(k)$", shrink=0.8, ticks=range(D + 1))
+    return ax.figure
+
+
+def plot_connectivity(C, input_degrees=None, sort_by_degree=False, annotate=None, ax=None,
+                      title="Paths from input $x_j$ to output $\\hat{x}_i$", vmax=None, colorbar=True):
+    """Show a MADE's path-count matrix as a heat map, zeros white, counts written in the cells.
+
+    Parameters
+    ----------
+    C : ndarray of shape (D, D)
+        As from :func:`maf_numpy.masks.connectivity`: ``C[i, j]`` is the number of paths from input
+        x_j to output x̂_i (outputs x inputs, laid out like a Jacobian).
+    input_degrees : ndarray of int, shape (D,), or None
+        Degrees m^0 of the inputs, shown on the ticks (output i carries the degree of input i).
+    sort_by_degree : bool
+        Put rows and columns in degree order (needs ``input_degrees``): a correct MADE then shows a
+        strictly lower triangle.
+    annotate : bool or None
+        Write the counts in the cells (default: when D <= 12).
+    ax : matplotlib Axes or None
+        Draw here, else on a new figure.
+    title : str
+    vmax : float or None
+        Top of the colour scale, e.g. shared by several panels.
+    colorbar : bool
+        Add a colour bar labelled "number of paths".
+
+    Returns
+    -------
+    fig : matplotlib Figure
+    """
+    C = np.asarray(C, dtype=float)
+    D = C.shape[0]
+    if sort_by_degree and input_degrees is None:
+        raise ValueError("sort_by_degree needs input_degrees")
+    order = np.argsort(input_degrees, kind="stable") if sort_by_degree else np.arange(D)
+    C = C[np.ix_(order, order)]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.8, 4), layout="constrained")
+    vmax = max(C.max(), 1.0) if vmax is None else vmax
+    cmap = plt.get_cmap(DENSITY_CMAP).with_extremes(bad="white")
+    image = ax.imshow(np.ma.masked_equal(C, 0.0), cmap=cmap, vmin=0, vmax=vmax, interpolation="nearest")
+    ax.set_xticks(np.arange(D) - 0.5, minor=True)
+    ax.set_yticks(np.arange(D) - 0.5, minor=True)
+    ax.grid(which="minor", color="0.85", lw=0.5)
+    ax.tick_params(which="minor", length=0)
+    if annotate is None:
+        annotate = D <= 12
+    if annotate:
+        for i in range(D):
+            for j in range(D):
+                ink = "white" if 0 < C[i, j] < 0.6 * vmax else "black"
+                ax.text(j, i, f"{C[i, j]:g}", ha="center", va="center", color=ink, fontsize=9 if D <= 8 else 7)
+    if D <= 20:
+        deg = (lambda k: f" ({input_degrees[k]})") if input_degrees is not None else (lambda k: "")
+        ax.set_xticks(range(D), [f"$x_{{{k + 1}}}${deg(k)}" for k in order], rotation=90 if D > 8 else 0)
+        ax.set_yticks(range(D), [f"$\\hat{{x}}_{{{k + 1}}}${deg(k)}" for k in order])
+    note = " (degree)" if input_degrees is not None else ""
+    ax.set_xlabel(f"input $x_j${note}" + (", sorted by degree" if sort_by_degree else ""))
+    ax.set_ylabel(f"output $\\hat{{x}}_i${note}" + (", sorted by degree" if sort_by_degree else ""))
+    if title:
+        ax.set_title(title)
+    if colorbar:
+        ax.figure.colorbar(image, ax=ax, label="number of paths (white: 0)", shrink=0.8)
+    return ax.figure
+
+
+def plot_grid_warp(forward, z, lim=3.0, num_lines=13, out_lim=None, axes=None,
+                   titles=("before: base samples $z$ and a square grid", "after: $x = f(z)$, the warped grid")):
+    """How a 2D map bends space: a square grid and points coloured by quadrant, before and after the map.
+
+    Parameters
+    ----------
+    forward : callable
+        A batched map from points of shape (m, 2) to points of shape (m, 2), e.g. a hand-written
+        bijection or ``lambda z: flow.forward(z)[0]``.
+    z : ndarray of shape (n, 2)
+        Points of the input space (e.g. base samples). Each is coloured by the quadrant it starts in
+        (signs of z_1 and z_2), so one can follow each quarter of the mass through the map.
+    lim : float
+        The grid spans [-lim, lim] x [-lim, lim] of the input space, and so does the left panel.
+    num_lines : int
+        Grid lines per direction.
+    out_lim : ((float, float), (float, float)) or None
+        (xlim, ylim) of the right panel; by default the range of the warped grid.
+    axes : pair of matplotlib Axes or None
+        Draw on these (left: before, right: after), else on a new figure.
+    titles : (str, str)
+
+    Returns
+    -------
+    fig : matplotlib Figure
+        Left panel axes are z_1, z_2; right panel axes are x_1, x_2.
+    """
+    z = np.asarray(z, dtype=float)
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(10, 4.6), layout="constrained")
+    before, after = axes
+    t = np.linspace(-lim, lim, 201)
+    levels = np.linspace(-lim, lim, num_lines)
+    lines = [np.column_stack([t, np.full_like(t, c)]) for c in levels]    # horizontal lines, (201, 2)
+    lines += [np.column_stack([np.full_like(t, c), t]) for c in levels]   # vertical lines
+    x = np.asarray(forward(z))
+    warped = [np.asarray(forward(line)) for line in lines]
+    quadrant = (z[:, 0] < 0).astype(int) + 2 * (z[:, 1] < 0).astype(int)
+    names = ["$z_1>0, z_2>0$", "$z_1<0, z_2>0$", "$z_1>0, z_2<0$", "$z_1<0, z_2<0$"]
+    for ax, grid, points in ((before, lines, z), (after, warped, x)):
+        for line in grid:
+            ax.plot(line[:, 0], line[:, 1], color="0.5", lw=0.6, zorder=1)
+        for q in range(4):
+            chosen = quadrant == q
+            ax.scatter(points[chosen, 0], points[chosen, 1], s=4, alpha=0.6, color=f"C{q}", linewidths=0,
+                       label=names[q], zorder=2, rasterized=True)
+    before.set_xlim(-lim, lim)
+    before.set_ylim(-lim, lim)
+    before.set_aspect("equal", adjustable="box")
+    before.set_xlabel("$z_1$")
+    before.set_ylabel("$z_2$")
+    before.set_title(titles[0])
+    before.legend(title="colour: quadrant of $z$", fontsize=8, markerscale=3, ncol=2, loc="upper center",
+                  bbox_to_anchor=(0.5, -0.13))
+    if out_lim is None:
+        corners = np.concatenate(warped)
+        out_lim = tuple((low - 0.05 * (high - low), high + 0.05 * (high - low))
+                        for low, high in zip(corners.min(axis=0), corners.max(axis=0)))
+    after.set_xlim(out_lim[0])
+    after.set_ylim(out_lim[1])
+    after.set_xlabel("$x_1$")
+    after.set_ylabel("$x_2$")
+    after.set_title(titles[1])
+    return before.figure
+
+
+# ---------------------------------------------------------------------------------------------------
+# The base space: is z = f^{-1}(x) standard normal? (lesson 05)
+# ---------------------------------------------------------------------------------------------------
+def plot_z_samples(ax, z, title=None, lim=4.0, radii=(1.0, 2.0, 3.0), s=2.0, alpha=0.3, color="C0",
+                   max_points=None, rng=0):
+    """Scatter the base-space points z = f^{-1}(x) of data x over the circles of N(0, I) (2D).
+
+    If the model is right, z ~ N(0, I), and in two dimensions a circle of radius r holds the mass
+    P(|z| <= r) = 1 - exp(-r^2 / 2): 39.3 %, 86.5 % and 98.9 % for r = 1, 2, 3. Each circle is labelled
+    with that expected mass and the fraction of the points actually inside it, so a z that "should be
+    N(0, I) but isn't" shows in numbers as well as by eye.
+
+    Parameters
+    ----------
+    ax : matplotlib Axes
+    z : ndarray of shape (n, 2)
+        Base-space points, e.g. ``flow.inverse(x)[0]``; column 0 is z_1 (horizontal).
+    title : str or None
+    lim : float
+        Both axes show [-lim, lim], with equal scales; the number of points outside is given in the
+        legend's title.
+    radii : tuple of float
+        Radii of the N(0, I) circles drawn.
+    s, alpha, color
+        Marker size, transparency and colour.
+    max_points : int or None
+        Plot a random subset of at most this many points (the fractions use all of them).
+    rng : int or numpy.random.Generator
+        Chooses the subset.
+
+    Returns
+    -------
+    inside : ndarray of shape (len(radii),)
+        Fraction of the points of z within each radius (the expected values are 1 - exp(-r^2 / 2)).
+    """
+    z = np.asarray(z, dtype=float)
+    radius = np.sqrt(np.sum(z**2, axis=1))
+    inside = np.array([np.mean(radius <= r) for r in radii])
+    shown = z
+    if max_points is not None and len(z) > max_points:
+        shown = z[np.random.default_rng(rng).choice(len(z), max_points, replace=False)]
+    ax.scatter(shown[:, 0], shown[:, 1], s=s, alpha=alpha, color=color, linewidths=0, rasterized=True)
+    angle = np.linspace(0.0, 2 * np.pi, 200)
+    for k, (r, frac) in enumerate(zip(radii, inside)):
+        ax.plot(r * np.cos(angle), r * np.sin(angle), color="black", lw=1.2, ls=("-", "--", ":")[k % 3],
+                label=f"r = {r:g}: N(0, I) {1 - np.exp(-r**2 / 2):.1%}, z {frac:.1%}")
+    outside = int(np.sum(np.any(np.abs(z) > lim, axis=1)))
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), fontsize=8, frameon=False,
+              title=f"mass inside each circle ({outside} of {len(z)} points off the plot)", title_fontsize=8)
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_aspect("equal", adjustable="box")
+    ax.set_xlabel("$z_1$")
+    ax.set_ylabel("$z_2$")
+    if title:
+        ax.set_title(title)
+    return inside
