@@ -10,13 +10,14 @@ A teaching implementation to read beside the papers. Direction convention: ``for
 
 Modules, in dependency order: ``masks`` (MADE degrees and masks) -> ``made`` (the masked network) ->
 ``transforms`` (MAF, IAF and coupling layers) -> ``flows`` (log_prob, sample) -> ``train`` (fit);
+``vi`` (ELBO and reverse-KL fitting), ``timing`` (interleaved timings for the trade-off lesson),
 ``datasets``, ``io``, ``plotting`` and the command line (``python -m maf_numpy``) sit on top.
 """
 
-from . import datasets, made, masks, train, transforms
+from . import datasets, made, masks, timing, train, transforms, vi
 from .flows import IAF, MADE, MAF, Flow, RealNVP, standard_normal_log_prob
 from .io import load, save
 
 __all__ = ["MADE", "MAF", "IAF", "RealNVP", "Flow", "load", "save", "standard_normal_log_prob",
-           "datasets", "masks", "made", "train", "transforms"]
+           "datasets", "masks", "made", "timing", "train", "transforms", "vi"]
 __version__ = "0.1.0"

@@ -35,6 +35,7 @@ __all__ = [
     "made_degrees",
     "made_masks",
     "connectivity",
+    "two_group_degrees",
 ]
 
 ORDERS = ("sequential", "reversed", "random")
@@ -204,3 +205,47 @@ def connectivity(masks):
     for M in masks[1:]:
         P = P @ M
     return P.T
+
+
+def two_group_degrees(D, A, hidden):
+    """Degrees of a MADE whose inputs take only two values: an affine coupling layer (MAF §3.3; Dinh et al. 2017).
+
+    The conditioning group A gets input degree 1, every other coordinate (group B) degree 2, and every hidden
+    unit degree 1. :func:`made_masks` then connects every A input to every hidden unit (1 <= 1), no B input
+    to any (2 > 1), every hidden unit to every B output (1 < 2) and no hidden unit to any A output (1 < 1 is
+    false): each B output sees all of A and nothing of B, each A output sees no input at all. This is the
+    RealNVP conditioner written as a MADE; the A outputs are left with their biases only, which the coupling
+    layer (:class:`maf_numpy.transforms.MADECoupling`) sets to zero.
+
+    Parameters
+    ----------
+    D : int
+        Number of inputs, at least 2.
+    A : int or sequence of int
+        The conditioning group. An int d means the first d coordinates ``0, ..., d-1``; a sequence lists the
+        (distinct) indices of A. A must hold at least one and at most D - 1 coordinates.
+    hidden : sequence of int
+        Hidden widths ``(H_1, ..., H_L)``; may be empty (then each B output reads the A inputs linearly).
+
+    Returns
+    -------
+    degrees : list of ndarray of int
+        ``[m^0, m^1, ..., m^L]``: ``m^0`` of shape (D,) with 1 on A and 2 on B, ``m^l`` of shape (H_l,), all 1.
+    """
+    if isinstance(D, (bool, np.bool_)) or not isinstance(D, (int, np.integer)) or D < 2:
+        raise ValueError(f"D must be an int of at least 2 (a coupling layer splits x in two), got {D!r}")
+    if isinstance(A, (int, np.integer)) and not isinstance(A, (bool, np.bool_)):
+        if not 1 <= A <= D - 1:
+            raise ValueError(f"A (the size d of the conditioning group) must be in 1..{D - 1}, got {A}")
+        group = np.arange(int(A))
+    else:
+        try:
+            group = np.asarray(A)
+        except Exception as error:  # noqa: BLE001 - any unconvertible object is a bad group
+            raise TypeError(f"A must be an int d or a sequence of indices in range({D}), got {A!r}") from error
+        if (group.ndim != 1 or group.dtype.kind not in "iu" or not 1 <= len(group) <= D - 1
+                or len(np.unique(group)) != len(group) or group.min() < 0 or group.max() >= D):
+            raise ValueError(f"A must list between 1 and {D - 1} distinct indices in range({D}), got {A!r}")
+    m0 = np.full(D, 2, dtype=int)
+    m0[group] = 1
+    return [m0] + [np.ones(int(H), dtype=int) for H in hidden]

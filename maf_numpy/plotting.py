@@ -21,7 +21,7 @@ import numpy as np
 __all__ = ["figures_dir", "save_figure",
            "density_grid", "plot_density", "colorbar_extend", "plot_samples", "plot_masks", "plot_jacobian",
            "plot_layers", "plot_history", "plot_made_network", "plot_connectivity", "plot_grid_warp",
-           "plot_z_samples"]
+           "plot_z_samples", "plot_loglog_series", "plot_conditioner_diagram", "plot_target_and_samples"]
 
 DENSITY_CMAP = "viridis"
 
@@ -651,3 +651,178 @@ def plot_z_samples(ax, z, title=None, lim=4.0, radii=(1.0, 2.0, 3.0), s=2.0, alp
     if title:
         ax.set_title(title)
     return inside
+
+
+# ---------------------------------------------------------------------------------------------------
+# Timings (lesson 08)
+# ---------------------------------------------------------------------------------------------------
+def plot_loglog_series(ax, x, series, styles=None, slopes=None, references=None, xlabel="dimension D",
+                       ylabel="seconds per call", title=None):
+    """Draw measured values against x on log-log axes (base 2), one line per series, slopes in the legend.
+
+    Parameters
+    ----------
+    ax : matplotlib Axes
+    x : sequence of float, length m
+        The horizontal values (e.g. the dimensions D), one tick each.
+    series : dict of str -> sequence of float of length m
+        One line per entry, labelled by its key.
+    styles : dict of str -> dict, optional
+        Keyword arguments for ``ax.plot`` per label (colour, marker, linestyle, ...).
+    slopes : dict of str -> float, optional
+        Fitted log-log slopes (e.g. from :func:`maf_numpy.timing.loglog_slope`), appended to the legend
+        label as "slope 1.95".
+    references : dict of str -> sequence of float of length m, optional
+        Guide lines (e.g. y = D) drawn thin, grey and dotted, labelled by their key.
+    xlabel, ylabel, title : str
+
+    Returns
+    -------
+    list of matplotlib Line2D
+        The lines of ``series``, in order.
+    """
+    x = np.asarray(x, dtype=float)
+    styles, slopes = styles or {}, slopes or {}
+    for k, (label, y) in enumerate((references or {}).items()):
+        ax.plot(x, y, color="0.55", lw=1.0, ls=(":", "-.", "--")[k % 3], label=label, zorder=1)
+    lines = []
+    for label, y in series.items():
+        text = label if label not in slopes else f"{label}: slope {slopes[label]:.2f}"
+        style = {"marker": "o", "markersize": 4, **styles.get(label, {})}
+        lines.extend(ax.plot(x, np.asarray(y, dtype=float), label=text, **style))
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xticks(x, [f"{value:g}" for value in x])
+    ax.minorticks_off()
+    ax.grid(alpha=0.3, which="major")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------------
+# Variational inference: MAF vs IAF diagram, target contours with samples (lesson 06)
+# ---------------------------------------------------------------------------------------------------
+def plot_conditioner_diagram(D=4, i=3):
+    """Two-panel diagram of which variables feed the conditioner of coordinate i in a MAF and an IAF layer.
+
+    Both layers compute x_i = z_i * exp(alpha_i) + mu_i. In a MAF layer (MAF paper §3.1) the MADE reads
+    x_{<i}; in an IAF layer (MAF paper §3.2; Kingma et al. 2016) it reads z_{<i}. Each panel is annotated
+    with the number of MADE passes each direction takes.
+
+    Parameters
+    ----------
+    D : int
+        Number of variables drawn (at least 2).
+    i : int
+        The coordinate (1-based, 2 <= i <= D) whose conditioner is drawn.
+
+    Returns
+    -------
+    fig : matplotlib Figure
+    """
+    from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.0), layout="constrained")
+    box_x, box_y, box_w, box_h = (i - 2) / 2.0, 1.0, 1.2, 0.5
+    panels = [
+        ("MAF layer: the MADE reads $x_{<i}$", "x", "C0",
+         ["density $p(x)$: 1 pass (every $x_{<i}$ is known)",
+          "sampling $x = f(z)$: $D$ passes ($x_{<i}$ must be made first)"]),
+        ("IAF layer: the MADE reads $z_{<i}$", "z", "C1",
+         ["sampling $x = f(z)$ and $\\log q$ of that sample: 1 pass",
+          "density $q(x)$ of an outside $x$: $D$ passes ($z_{<i}$ must be solved for)"]),
+    ]
+    for ax, (title, reads, color, notes) in zip(axes, panels):
+        row_y = {"z": 0.0, "x": 2.0}
+        for name, y in row_y.items():
+            for j in range(1, D + 1):
+                feeds = name == reads and j < i
+                face = color if feeds else ("0.85" if j == i else "white")
+                ax.add_patch(Circle((j - 1, y), 0.28, facecolor=face, edgecolor="black", lw=1.2, zorder=3,
+                                    alpha=0.85 if feeds else 1.0))
+                ax.text(j - 1, y, f"${name}_{j}$", ha="center", va="center", fontsize=13, zorder=4)
+        ax.add_patch(FancyBboxPatch((box_x - box_w / 2, box_y - box_h / 2), box_w, box_h,
+                                    boxstyle="round,pad=0.05", facecolor="0.95", edgecolor=color, lw=2, zorder=2))
+        ax.text(box_x, box_y, "MADE", ha="center", va="center", fontsize=12, weight="bold", zorder=4)
+        source_y = row_y[reads]
+        to_box_y = box_y + box_h / 2 + 0.05 if reads == "x" else box_y - box_h / 2 - 0.05
+        for j in range(1, i):
+            ax.add_patch(FancyArrowPatch((j - 1, source_y + (-0.3 if reads == "x" else 0.3)), (box_x, to_box_y),
+                                         arrowstyle="-|>", mutation_scale=14, color=color, lw=1.6, zorder=1))
+        ax.add_patch(FancyArrowPatch((box_x + box_w / 2 + 0.05, box_y), (i - 1 - 0.22, 2.0 - 0.22),
+                                     arrowstyle="-|>", mutation_scale=14, color="black", lw=1.6, zorder=1,
+                                     connectionstyle="arc3,rad=0.2"))
+        ax.text(box_x + box_w / 2 + 0.12, box_y - 0.08, f"$\\mu_{i}, \\alpha_{i}$", fontsize=12, ha="left", va="top")
+        ax.add_patch(FancyArrowPatch((i - 1, 0.3), (i - 1, 1.7), arrowstyle="-|>", mutation_scale=14,
+                                     color="black", lw=1.6, zorder=1))
+        ax.text(i - 1 + 0.12, 0.72, f"$x_{i} = z_{i}\\, e^{{\\alpha_{i}}} + \\mu_{i}$", fontsize=12, ha="left")
+        ax.text(-0.6, 2.0, "data", ha="right", va="center", fontsize=11, color="0.3")
+        ax.text(-0.6, 0.0, "base", ha="right", va="center", fontsize=11, color="0.3")
+        ax.text((D - 1) / 2, -0.75, "\n".join(notes), ha="center", va="top", fontsize=11,
+                bbox=dict(boxstyle="round", facecolor="white", edgecolor=color))
+        ax.set_xlim(-1.3, D - 0.4)
+        ax.set_ylim(-1.45, 2.45)
+        ax.set_aspect("equal")
+        ax.axis("off")
+        ax.set_title(f"{title}\n(coordinate $i = {i}$ of $D = {D}$; filled circles: the MADE's inputs)",
+                     fontsize=12)
+    return fig
+
+
+def plot_target_and_samples(ax, log_target, x, xlim, ylim, title=None, log_scale=True, resolution=200, depth=12.0,
+                            s=3.0, alpha=0.4, color="C1", label=None, colorbar=True):
+    """Filled contours of a (possibly unnormalised) 2D target density with samples on top (lesson 06).
+
+    Parameters
+    ----------
+    ax : matplotlib Axes
+    log_target : callable
+        Points of shape (m, 2) -> log p~, shape (m,); need not be normalised (it is shown relative to its
+        maximum on the grid).
+    x : ndarray of shape (n, 2) or None
+        Samples to scatter (e.g. from a variational q); None draws the contours only.
+    xlim, ylim : (float, float)
+    title : str or None
+    log_scale : bool
+        True: contours of log p~(x) minus its maximum, from ``-depth`` to 0 nats (for peaked targets such
+        as the funnel). False: contours of p~(x) / max p~ from 0 to 1.
+    resolution : int
+        Grid points per axis.
+    depth : float
+        With ``log_scale``, how many nats below the maximum the contours reach.
+    s, alpha, color, label
+        Marker size, transparency, colour and legend label of the samples.
+    colorbar : bool
+
+    Returns
+    -------
+    outside : int
+        Number of samples that fall outside the plotted window.
+    """
+    X, Y, log_p = density_grid(log_target, xlim, ylim, resolution)
+    relative = log_p - np.nanmax(log_p)
+    if log_scale:
+        values, levels = np.clip(relative, -depth, 0.0), np.linspace(-depth, 0.0, 13)
+        bar_label = "log target $-$ its maximum (nats)"
+    else:
+        values, levels, bar_label = np.exp(relative), np.linspace(0.0, 1.0, 11), "target / its maximum"
+    image = ax.contourf(X, Y, values, levels=levels, cmap="Greys", zorder=0)
+    outside = 0
+    if x is not None:
+        x = np.asarray(x, dtype=float)
+        inside = (x[:, 0] >= xlim[0]) & (x[:, 0] <= xlim[1]) & (x[:, 1] >= ylim[0]) & (x[:, 1] <= ylim[1])
+        outside = int(np.sum(~inside))
+        ax.scatter(x[:, 0], x[:, 1], s=s, alpha=alpha, color=color, linewidths=0, rasterized=True, zorder=2,
+                   label=label)
+    ax.set_xlim(*xlim)
+    ax.set_ylim(*ylim)
+    ax.set_xlabel("$x_1$")
+    ax.set_ylabel("$x_2$")
+    if title:
+        ax.set_title(title)
+    if colorbar:
+        ax.figure.colorbar(image, ax=ax, label=bar_label)
+    return outside

@@ -15,6 +15,7 @@ of shape (n,).
 | MAFLayer      | x_{<i}             | D passes (MAF §3.1)      | 1 pass (MAF §3.1)        |
 | IAFLayer      | z_{<i}             | 1 pass (MAF §3.2)        | D passes                 |
 | AffineCoupling| x_{1:d} = z_{1:d}  | 1 pass (MAF §3.3)        | 1 pass                   |
+| MADECoupling  | the same, as a two-group MADE | 1 pass (MAF §3.3) | 1 pass                   |
 
 Each layer holds its structure (sizes, degrees, masks); its numbers are passed in as ``params``, a dict
 of arrays, so that the methods are pure functions of ``(params, input)`` that autograd can differentiate.
@@ -33,6 +34,7 @@ import autograd.numpy as np
 import numpy as onp
 
 from .made import MADENetwork, init_made_params, made_apply
+from .masks import two_group_degrees
 
 __all__ = [
     "affine_forward",
@@ -41,6 +43,7 @@ __all__ = [
     "MAFLayer",
     "IAFLayer",
     "AffineCoupling",
+    "MADECoupling",
     "Standardize",
 ]
 
@@ -87,7 +90,7 @@ def affine_inverse(x, mu, alpha):
     return z, -np.sum(alpha, axis=-1)
 
 
-def solve_autoregressive(step, D, shape):
+def solve_autoregressive(step, D, shape, degrees=None):
     """Solve v = step(v) for an autoregressive step by D passes from zeros (MAF §3.1, sampling).
 
     ``step(v)`` returns ``(v_new, log_det)`` where coordinate i of ``v_new`` depends only on coordinates
@@ -106,6 +109,9 @@ def solve_autoregressive(step, D, shape):
         Number of passes (the dimension).
     shape : tuple
         ``(n, D)``.
+    degrees : ndarray of int, shape (D,), or None
+        The coordinates' degrees (1..D). When given, coordinates of degree > k are reset to zero after
+        pass k, so that a not-yet-exact value that overflowed cannot poison the exact ones.
 
     Returns
     -------
@@ -114,8 +120,11 @@ def solve_autoregressive(step, D, shape):
         The log-det returned by the last pass.
     """
     v = np.zeros(shape)
-    for _ in range(D):
-        v, log_det = step(v)
+    for k in range(1, D + 1):
+        v_new, log_det = step(v)
+        # Keep only the coordinates that are exact after pass k: the others are recomputed later, and a
+        # value that overflowed there would turn into NaN (inf * 0) in the next masked product.
+        v = v_new if degrees is None else np.where(degrees <= k, v_new, 0.0)
     return v, log_det
 
 
@@ -196,7 +205,7 @@ class MAFLayer(_AffineAutoregressive):
             mu, alpha = self.conditioner(params, x)
             return affine_forward(z, mu, alpha)
 
-        return solve_autoregressive(step, self.D, z.shape)
+        return solve_autoregressive(step, self.D, z.shape, self.input_degrees)
 
 
 class IAFLayer(_AffineAutoregressive):
@@ -223,7 +232,7 @@ class IAFLayer(_AffineAutoregressive):
             mu, alpha = self.conditioner(params, z)
             return affine_inverse(x, mu, alpha)
 
-        return solve_autoregressive(step, self.D, x.shape)
+        return solve_autoregressive(step, self.D, x.shape, self.input_degrees)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -349,3 +358,116 @@ class Standardize:
 
     def __repr__(self):
         return f"Standardize(D={self.D}, fitted={self.fitted})"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Affine coupling built as a MADE with two input degrees (lesson 07).
+# ---------------------------------------------------------------------------------------------------
+class MADECoupling(_AffineAutoregressive):
+    """RealNVP's affine coupling layer built as a MADE whose inputs have only two degrees (MAF §3.3).
+
+        x_A = z_A,    x_B = z_B * exp(alpha_B(z_A)) + mu_B(z_A)
+
+    The same map as :class:`AffineCoupling`, written the MAF paper's way: a :class:`MAFLayer` whose MADE has
+    input degree 1 on the conditioning group A, 2 on the rest B, and hidden degree 1 everywhere
+    (:func:`maf_numpy.masks.two_group_degrees`). The masks then let every B output read all of A and
+    nothing else, and leave every A output without inputs. Those A outputs would still carry their biases
+    (a constant shift and scale of x_A, see lesson 07's exercise 2), so ``mu`` and ``alpha`` are multiplied
+    by the 0/1 indicator b of group B: mu_A = alpha_A = 0 and x_A = z_A exactly (the masked form of Dinh et
+    al. 2017, y = b*x + (1-b)*(x*exp(s(b*x)) + t(b*x)), with b marking A there).
+
+    Both directions are **one** MADE pass: ``inverse`` like :meth:`MAFLayer.inverse`; ``forward`` too, because
+    mu_B and alpha_B read only z_A = x_A, which the layer passes through unchanged (a MAFLayer would need D
+    passes). Its Jacobian is block triangular, with |A| * |B| free entries below the diagonal instead of a
+    MAF layer's D(D-1)/2.
+
+    Parameters
+    ----------
+    D : int
+        Dimension, at least 2.
+    hidden : tuple of int
+        Hidden widths of the MADE (all hidden units get degree 1).
+    flip : bool
+        As in :class:`AffineCoupling`: False makes A the first ``D // 2`` coordinates, True the last
+        ``D - D // 2``.
+    activation : {"relu", "tanh"}
+
+    Attributes
+    ----------
+    A, B : ndarray of int
+        Indices of the conditioning group and of the transformed group.
+    b : ndarray of float, shape (D,)
+        1 on B, 0 on A: the factor applied to mu and alpha.
+    network : MADENetwork
+        The two-group MADE (its ``degrees``, ``masks`` and ``calls``; ``layer.calls`` reads the latter).
+    """
+
+    def __init__(self, D, hidden=(64, 64), flip=False, activation="relu"):
+        if isinstance(D, (bool, onp.bool_)) or not isinstance(D, (int, onp.integer)) or D < 2:
+            raise ValueError(f"dim must be an int of at least 2 for an affine coupling layer, got {D!r}")
+        index = onp.arange(D)
+        d = D // 2
+        A = index[d:] if flip else index[:d]
+        super().__init__(D, hidden, activation=activation, degrees=two_group_degrees(D, A, hidden))
+        self.flip = bool(flip)
+        self.A, self.B = A, onp.setdiff1d(index, A)
+        self.b = (self.network.degrees[0] == 2).astype(float)
+
+    def conditioner(self, params, v):
+        """(mu, alpha) = b * MADE(v), each (n, D): zero on A, functions of v_A on B. One pass."""
+        mu, alpha = self.network(params, v)
+        return mu * self.b, alpha * self.b
+
+    def inverse(self, params, x):
+        """Normalise, x -> z, in one pass: z_B = (x_B - mu_B(x_A)) * exp(-alpha_B(x_A)), z_A = x_A.
+        Returns (z, log|det dz/dx|) = (z, -sum_B alpha)."""
+        mu, alpha = self.conditioner(params, x)
+        return affine_inverse(x, mu, alpha)
+
+    def forward(self, params, z):
+        """Generate, z -> x, in one pass: x_B = z_B * exp(alpha_B(z_A)) + mu_B(z_A), x_A = z_A.
+
+        One pass suffices because the conditioner reads only the A coordinates, and those are the same in
+        z and x. Returns (x, log|det dx/dz|) = (x, sum_B alpha).
+        """
+        mu, alpha = self.conditioner(params, z)
+        return affine_forward(z, mu, alpha)
+
+    def made_params_from_coupling(self, params):
+        """Translate the parameters of an :class:`AffineCoupling` into this layer's MADE parameters.
+
+        The coupling's MLP reads ``x[:, A]`` (|A| inputs) and writes |B| shifts and log-scales; the MADE
+        reads all D inputs and writes D of each. The map embeds the first weight matrix in the A rows
+        (``W_1 = P_A^T W_1^coupling`` with ``P_A`` the (|A|, D) rows of the identity picking A) and the output
+        heads and their biases in the B columns (``W_mu = W_mu^coupling P_B``); every other entry is zero.
+        Hidden layers are copied. The zeros sit exactly where the masks or the factor b remove an entry
+        anyway, so any value there gives the same layer. Pure (no in-place writes), so autograd can
+        differentiate through it.
+
+        Parameters
+        ----------
+        params : dict
+            Parameters of an ``AffineCoupling(D, hidden, flip, activation)`` with the same D, hidden and flip.
+
+        Returns
+        -------
+        made_params : dict
+            ``{"W": [...], "b": [...], "W_mu": (H_L, D), "b_mu": (D,), "W_alpha": (H_L, D), "b_alpha": (D,)}``
+            for this layer: ``self.forward(made_params, z)`` equals ``coupling.forward(params, z)``.
+        """
+        P_A, P_B = onp.eye(self.D)[self.A], onp.eye(self.D)[self.B]  # (|A|, D), (|B|, D)
+        W = list(params["W"])
+        if W:  # the first matrix reads the inputs: put it in the A rows
+            W = [P_A.T @ W[0]] + W[1:]
+        heads = {}
+        for head in ("mu", "alpha"):
+            W_head = params["W_" + head]
+            if not params["W"]:  # no hidden layer: the heads read the inputs directly
+                W_head = P_A.T @ W_head
+            heads["W_" + head] = W_head @ P_B
+            heads["b_" + head] = params["b_" + head] @ P_B
+        return {"W": W, "b": list(params["b"]), **heads}
+
+    def __repr__(self):
+        return (f"MADECoupling(D={self.D}, hidden={self.network.hidden}, A={self.A.tolist()}, "
+                f"B={self.B.tolist()})")

@@ -42,6 +42,14 @@ def _coupling(flip):
     return make
 
 
+def _made_coupling(flip):
+    def make(D, rng):
+        layer = transforms.MADECoupling(D, (16, 16), flip=flip, activation="tanh")
+        return layer, perturb(layer.init_params(rng), rng)
+
+    return make
+
+
 def _standardize(D, rng):
     layer = transforms.Standardize(D).fit(rng.normal(1.5, 3.0, size=(50, D)))
     return layer, {}
@@ -61,6 +69,8 @@ LAYERS = {
     "IAF-narrow-hidden": _autoregressive(transforms.IAFLayer, hidden=(2,), order="random"),
     "coupling": _coupling(False),
     "coupling-flipped": _coupling(True),
+    "coupling-as-made": _made_coupling(False),
+    "coupling-as-made-flipped": _made_coupling(True),
     "standardize": _standardize,
 }
 
