@@ -160,6 +160,9 @@ class Flow:
         params = self._params(params)
         with self._counting_passes():
             log_prob = self._log_prob(params, x)
+        # x is finite (checked above), so a NaN can only come from float64 overflow inside the flow (inf - inf,
+        # inf * 0) far from the data, where the density underflows: report it as -inf; the warning says so.
+        log_prob = np.where(np.isnan(log_prob), -np.inf, log_prob)
         return warn_if_not_finite(log_prob, "log_prob")
 
     def sample(self, n, rng=None, params=None):

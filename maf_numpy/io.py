@@ -10,10 +10,18 @@ A file holds plain arrays only (``numpy.load(..., allow_pickle=False)`` reads it
 
 ``load`` rebuilds the object from the configuration, then installs the structure and the parameters,
 so the loaded flow computes bit-for-bit the same numbers.
+
+Files are written atomically (:func:`atomic_savez`): the arrays go to a temporary file in the same
+folder, which is flushed, ``fsync``-ed and then renamed over the target with ``os.replace``, so a crash
+at any moment leaves either the old file or the new one, never half of one. Training checkpoints
+(:func:`maf_numpy.train.fit` with ``checkpoint=``) use the same machinery with their own format name,
+``CHECKPOINT_FORMAT_NAME``; ``load`` refuses them with a message that says how to use them.
 """
 
+import contextlib
 import json
 import os
+import tempfile
 import zipfile
 import zlib
 
@@ -22,10 +30,11 @@ from numpy.lib.npyio import NpzFile
 
 from .flows import IAF, MADE, MAF, RealNVP
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "save", "load"]
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "CHECKPOINT_FORMAT_NAME", "save", "load", "atomic_savez"]
 
 FORMAT_NAME = "maf_numpy"
 FORMAT_VERSION = 1
+CHECKPOINT_FORMAT_NAME = "maf_numpy-checkpoint"  # written by train.fit(checkpoint=...), read by resume=
 CLASSES = {cls.__name__: cls for cls in (MADE, MAF, IAF, RealNVP)}
 HEADER_KEYS = ("__format__", "__version__", "__config__")
 # What a damaged archive can raise while it is opened or an entry is read.
@@ -73,22 +82,89 @@ def save(flow, path):
     flow : MADE, MAF, IAF or RealNVP
     path : str or os.PathLike
     """
+    arrays = {"__format__": np.array(FORMAT_NAME), "__version__": np.array(FORMAT_VERSION),
+              "__config__": np.array(model_header(flow)), **_flatten_params(flow.params, "params"),
+              **layer_state_arrays(flow)}
+    atomic_savez(path, arrays)
+
+
+def model_header(flow):
+    """The JSON text that names a flow's class and configuration (TypeError if it is not one of ours)."""
     name = type(flow).__name__
     if name not in CLASSES:
         raise TypeError(f"flow must be one of {tuple(CLASSES)}, got {name}")
-    arrays = _flatten_params(flow.params, "params")
-    for k, layer in enumerate(flow.layers):
-        for key, value in layer.get_state().items():
-            arrays[f"state/{k}/{key}"] = np.asarray(value)
+    return json.dumps({"class": name, "config": flow.config})
+
+
+def layer_state_arrays(flow):
+    """``{"state/<k>/<name>": array}``: each layer's structure (degrees, standardisation), as stored."""
+    return {f"state/{k}/{key}": np.asarray(value) for k, layer in enumerate(flow.layers)
+            for key, value in layer.get_state().items()}
+
+
+def atomic_savez(path, arrays):
+    """Write ``arrays`` to ``path`` (``.npz`` appended if missing) so that a crash leaves the old file intact.
+
+    The archive is written to a temporary file in the same folder, flushed and ``fsync``-ed, then
+    renamed over ``path`` with ``os.replace`` (atomic on POSIX and Windows); the folder is ``fsync``-ed
+    too where the system allows it. Refuses object arrays (``np.savez`` would pickle them).
+
+    Returns
+    -------
+    str
+        The path written.
+    """
     for key, value in arrays.items():  # np.savez would pickle an object array: never write one
         if value.dtype.hasobject:
             raise TypeError(f"cannot save {key!r}: it is an object array ({value.dtype}), not numbers")
-    config = json.dumps({"class": name, "config": flow.config})
-    np.savez(os.fspath(path), __format__=np.array(FORMAT_NAME), __version__=np.array(FORMAT_VERSION),
-             __config__=np.array(config), **arrays)
+    try:
+        path = os.fspath(path)
+    except TypeError:
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}") from None
+    if not path.endswith(".npz"):
+        path = path + ".npz"
+    folder = os.path.dirname(os.path.abspath(path))
+    descriptor, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            np.savez(file, **arrays)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temporary, os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    _fsync_folder(folder)
+    return path
 
 
-def _read_arrays(path):
+def _fsync_folder(folder):
+    """Make the rename itself durable (POSIX); a no-op where folders cannot be opened (Windows)."""
+    with contextlib.suppress(OSError, AttributeError):
+        descriptor = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+
+
+def resolve_path(path, what="model file"):
+    """``os.fspath(path)``, or ``path + ".npz"`` when only that exists (FileNotFoundError if neither)."""
+    try:
+        path = os.fspath(path)
+    except TypeError:
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}") from None
+    if not os.path.exists(path):
+        if path.endswith(".npz") or not os.path.exists(path + ".npz"):
+            also = "" if path.endswith(".npz") else f" (nor at {path + '.npz'!r})"
+            raise FileNotFoundError(f"no maf_numpy {what} at {path!r}{also}")
+        path = path + ".npz"
+    return path
+
+
+def read_arrays(path):
     """Every array of an .npz file, read with ``allow_pickle=False``; ValueError if that is impossible."""
     try:
         data = np.load(path, allow_pickle=False)
@@ -117,6 +193,10 @@ def _read_arrays(path):
 def _read_header(arrays, path):
     """Check format name and version; return (class name, configuration dict)."""
     fmt = arrays.get("__format__")
+    if fmt is not None and fmt.shape == () and fmt.dtype.kind == "U" and str(fmt) == CHECKPOINT_FORMAT_NAME:
+        raise ValueError(f"{path} is a training checkpoint ('__format__ = {CHECKPOINT_FORMAT_NAME}'), not a "
+                         f"model file: continue the run with flow.fit(x_train, ..., resume=path), or save "
+                         f"the model with flow.save()")
     if fmt is None or fmt.shape != () or fmt.dtype.kind != "U" or str(fmt) != FORMAT_NAME:
         raise ValueError(f"{path} is not a maf_numpy model file (no '__format__ = {FORMAT_NAME}' entry)")
     version = arrays.get("__version__")
@@ -156,6 +236,26 @@ def _check_state(key, value, expected, dim, path):
         raise ValueError(f"{path}: {key!r} must be positive")
 
 
+def install_layer_state(flow, arrays, path, used):
+    """Check every ``state/<k>/<name>`` entry against the configuration, then install it in the layers.
+
+    All entries are checked before any layer changes, so a refused file leaves ``flow`` untouched.
+    """
+    states = []
+    for k, layer in enumerate(flow.layers):
+        state = {}
+        for name, expected in layer.get_state().items():
+            key = f"state/{k}/{name}"
+            if key not in arrays:
+                raise ValueError(f"{path} lacks the layer state {key!r}: it is damaged or not a saved model")
+            _check_state(key, arrays[key], expected, flow.dim, path)
+            state[name] = arrays[key]
+            used.add(key)
+        states.append(state)
+    for layer, state in zip(flow.layers, states):
+        layer.set_state(state)
+
+
 def load(path):
     """Read a flow saved by :func:`save`.
 
@@ -177,16 +277,8 @@ def load(path):
         For a file that is not a readable ``.npz``, not one of ours, of another format version, holds an
         object array (load never unpickles), or whose contents do not match its configuration.
     """
-    try:
-        path = os.fspath(path)
-    except TypeError:
-        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}") from None
-    if not os.path.exists(path):
-        if path.endswith(".npz") or not os.path.exists(path + ".npz"):
-            also = "" if path.endswith(".npz") else f" (nor at {path + '.npz'!r})"
-            raise FileNotFoundError(f"no maf_numpy model file at {path!r}{also}")
-        path = path + ".npz"
-    arrays = _read_arrays(path)
+    path = resolve_path(path)
+    arrays = read_arrays(path)
     class_name, config = _read_header(arrays, path)
     if "hidden" in config and isinstance(config["hidden"], list):
         config["hidden"] = tuple(config["hidden"])
@@ -195,16 +287,7 @@ def load(path):
     except (TypeError, ValueError) as error:
         raise ValueError(f"{path}: the configuration in the file is not valid for {class_name}: {error}") from error
     used = set(HEADER_KEYS)
-    for k, layer in enumerate(flow.layers):
-        state = {}
-        for name, expected in layer.get_state().items():
-            key = f"state/{k}/{name}"
-            if key not in arrays:
-                raise ValueError(f"{path} lacks the layer state {key!r}: it is damaged or not a saved model")
-            _check_state(key, arrays[key], expected, flow.dim, path)
-            state[name] = arrays[key]
-            used.add(key)
-        layer.set_state(state)
+    install_layer_state(flow, arrays, path, used)
     flow.params = _fill_params(flow.params, "params", arrays, path, used)
     extra = sorted(set(arrays) - used)
     if extra:

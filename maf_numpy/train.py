@@ -9,9 +9,21 @@ autograd's optimiser cannot do. Lesson: ``lessons/05_training_maf_and_the_paper_
 
 The loss is written ``sum / n`` rather than ``mean``: autograd's backward pass for ``np.mean`` divides by
 a NumPy integer, which under NumPy 2 silently promotes float32 gradients to float64 (DESIGN §7).
+
+Interrupting and resuming. Everything a run depends on lives in one ``state`` dict (parameters, Adam's
+moments, the step, the best parameters and score, the data order and cursor, the random generator's
+state, the history). Each step builds a *new* state from the old one and the loop rebinds the name in
+one statement, so a KeyboardInterrupt (Jupyter's stop button) can only land between two complete
+states: ``fit`` then keeps the best parameters and returns with ``status == "interrupted"``. The same
+state, written to a checkpoint (``checkpoint=``) and read back (``resume=``), continues the run so that
+it ends bit for bit where an uninterrupted run ends.
 """
 
+import hashlib
+import json
+import os
 import time
+import types
 import warnings
 
 import autograd.numpy as np
@@ -19,9 +31,16 @@ import numpy as onp
 from autograd import value_and_grad
 from autograd.misc import flatten
 
+from . import io as _io
 from .validation import as_generator, check_bool, check_data, check_positive_float, check_positive_int
 
-__all__ = ["fit", "adam_step"]
+__all__ = ["fit", "adam_step", "CHECKPOINT_VERSION"]
+
+CHECKPOINT_VERSION = 1
+# The options that decide the trajectory: a resumed run must use the values the checkpoint was written with.
+RUN_OPTIONS = ("steps", "batch_size", "lr", "val_every", "patience", "val_fraction", "lr_decay")
+BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
+FINISHED = ("completed", "early_stopped", "diverged")
 
 
 def adam_step(theta, g, m, v, t, lr, b1=0.9, b2=0.999, eps=1e-8):
@@ -54,8 +73,15 @@ def _mean_nll(flow, params, x, batch=4096):
     return total / x.shape[0]
 
 
+def _step_size(step, options):
+    """Adam's step size at ``step``: a cosine from lr down to lr / 100 over the run, or constant."""
+    lr, steps = options["lr"], options["steps"]
+    return lr * (0.01 + 0.99 * 0.5 * (1 + onp.cos(onp.pi * (step - 1) / steps))) if options["lr_decay"] else lr
+
+
 def fit(flow, x_train, x_val=None, steps=2000, batch_size=256, lr=1e-3, rng=None, progress=True,
-        val_every=None, patience=20, val_fraction=0.1, lr_decay=True):
+        val_every=None, patience=20, val_fraction=0.1, lr_decay=True, checkpoint=None, checkpoint_every=None,
+        resume=None):
     """Fit ``flow`` to data by maximum likelihood with minibatch Adam; keep the best parameters.
 
     Parameters
@@ -73,7 +99,8 @@ def fit(flow, x_train, x_val=None, steps=2000, batch_size=256, lr=1e-3, rng=None
     lr : float
         Adam's step size.
     rng : int, numpy.random.Generator or None
-        Shuffles the data (reproducible from a seed).
+        Shuffles the data (reproducible from a seed). A Generator passed in ends in the state it would
+        have after drawing every epoch's shuffle itself.
     progress : bool
         Print a progress line at every validation.
     val_every : int or None
@@ -84,116 +111,428 @@ def fit(flow, x_train, x_val=None, steps=2000, batch_size=256, lr=1e-3, rng=None
         Fraction of ``x_train`` held out when ``x_val`` is None.
     lr_decay : bool
         Decay the step size along a cosine from ``lr`` to ``lr / 100`` over ``steps``.
+    checkpoint : str, os.PathLike or None
+        Write a training checkpoint to this ``.npz`` file (suffix added if missing) every
+        ``checkpoint_every`` steps and when the run ends or is interrupted. It holds the current and
+        best parameters, Adam's state (m, v, t), the step, the best validation NLL, the data order and
+        cursor, the random generator's state (as JSON text), the history, the layers' structure
+        (Standardize shift and scale, degrees), the fit options and a fingerprint of the data; no pickle.
+        Each write is atomic (temporary file, fsync, ``os.replace``): a crash at any moment leaves the
+        previous checkpoint readable.
+    checkpoint_every : int or None
+        Steps between checkpoints (default: at every validation). Needs ``checkpoint``.
+    resume : str, os.PathLike or None
+        Continue the run saved in this checkpoint: same ``flow`` configuration, same data (shape and
+        values) and the same ``steps``, ``batch_size``, ``lr``, ``val_every``, ``patience``,
+        ``val_fraction`` and ``lr_decay``, else a ValueError says which differs. ``rng`` is not used: the
+        checkpoint's generator state (and the hold-out split it made) is. The resumed run ends bit for
+        bit where the run would have ended without the interruption (the history's ``time`` aside). A
+        checkpoint of a run that had already ended returns its history without training.
 
     Returns
     -------
     history : dict
         ``step``, ``train_nll`` (mean over the steps since the last validation), ``val_nll`` and ``time``
         (seconds since the start) at every validation; ``best_step``, ``best_val_nll``, ``steps_run``,
-        ``status`` ("completed", "early_stopped" or "diverged"), ``message`` and ``val_source``.
+        ``status`` ("completed", "early_stopped", "diverged" or "interrupted"), ``message`` and
+        ``val_source``.
 
     Notes
     -----
     If the loss or its gradient (or the validation NLL) becomes NaN or inf, training stops at once with a
     ``RuntimeWarning`` that says so, the best parameters seen are restored and ``history["status"]`` is
-    ``"diverged"``. When a
-    Standardize layer sits next to the data and has not been fitted yet, it is fitted to the training
-    points first (to what remains of ``x_train`` after the hold-out when ``x_val`` is None).
+    ``"diverged"``. A KeyboardInterrupt (Jupyter's stop button) during training also stops it cleanly:
+    the best parameters seen are kept, a checkpoint is written if ``checkpoint`` is set, and the history
+    comes back with ``status == "interrupted"`` and a message. When a Standardize layer sits next to the
+    data and has not been fitted yet, it is fitted to the training points first (to what remains of
+    ``x_train`` after the hold-out when ``x_val`` is None).
     """
+    options = _check_options(flow, x_train, x_val, steps, batch_size, lr, val_every, patience, val_fraction,
+                             lr_decay)
+    progress = check_bool(progress, "progress")
+    rng = as_generator(rng)
+    checkpoint, checkpoint_every = _check_checkpointing(checkpoint, checkpoint_every, options["val_every"])
+    fingerprint = None if checkpoint is None and resume is None else _data_fingerprint(x_train, x_val)
+    saved = None if resume is None else _read_checkpoint(resume, flow, options, fingerprint)
+
+    split_rng = rng if saved is None else _generator(saved["split_rng_state"])
+    split_rng_state = split_rng.bit_generator.state
+    x_train, x_val, val_source = _hold_out(x_train, x_val, options["val_fraction"], split_rng)
+    if saved is None:
+        _fit_standardize(flow, x_train)
+    run = _make_run(flow, x_train, x_val, options, progress, fingerprint, split_rng_state)
+    state = _initial_state(run, rng, val_source) if saved is None else _resumed_state(saved, run)
+    try:
+        while state["history"]["status"] == "running":
+            state = _train_step(state, run)  # one Adam step, and a validation when one is due
+            if checkpoint is not None and state["step"] % checkpoint_every == 0:
+                _write_checkpoint(checkpoint, state, run)
+    except KeyboardInterrupt:
+        state = _stop(state, "interrupted", _interrupted_message(state, checkpoint))
+    if checkpoint is not None:
+        _write_checkpoint(checkpoint, state, run)
+    return _finish(state, run, rng)
+
+
+# --- the named steps of fit ---------------------------------------------------------------------------
+def _check_options(flow, x_train, x_val, steps, batch_size, lr, val_every, patience, val_fraction, lr_decay):
+    """Validate the data and the options that decide the trajectory; return the options as a dict."""
     check_data(x_train, flow.dim, "x_train")
     steps = check_positive_int(steps, "steps")
-    batch_size = check_positive_int(batch_size, "batch_size")
-    lr = check_positive_float(lr, "lr")
-    if patience is not None:
-        patience = check_positive_int(patience, "patience")
-    progress = check_bool(progress, "progress")
-    lr_decay = check_bool(lr_decay, "lr_decay")
-    rng = as_generator(rng)
+    options = {"steps": steps, "batch_size": check_positive_int(batch_size, "batch_size"),
+               "lr": check_positive_float(lr, "lr"),
+               "patience": None if patience is None else check_positive_int(patience, "patience"),
+               "lr_decay": check_bool(lr_decay, "lr_decay"), "val_fraction": None}
     if x_val is None:
         val_fraction = check_positive_float(val_fraction, "val_fraction")
         if val_fraction >= 1 or x_train.shape[0] < 2:
             raise ValueError(f"val_fraction must be in (0, 1) and x_train must hold at least 2 points to "
                              f"hold some out, got val_fraction={val_fraction}, n={x_train.shape[0]}")
-        permutation = rng.permutation(x_train.shape[0])
-        n_val = max(1, int(round(val_fraction * x_train.shape[0])))
-        x_val, x_train = x_train[permutation[:n_val]], x_train[permutation[n_val:]]
-        val_source = f"{n_val} points ({val_fraction:.0%}) held out of x_train"
+        options["val_fraction"] = val_fraction
     else:
         check_data(x_val, flow.dim, "x_val")
-        val_source = "x_val"
-    if val_every is None:
-        val_every = max(1, min(100, steps // 40))
-    val_every = check_positive_int(val_every, "val_every")
+    options["val_every"] = check_positive_int(max(1, min(100, steps // 40)) if val_every is None else val_every,
+                                              "val_every")
+    return options
 
+
+def _check_checkpointing(checkpoint, checkpoint_every, val_every):
+    """Return (path or None, steps between checkpoints); the checkpoint's folder must exist."""
+    if checkpoint is None:
+        if checkpoint_every is not None:
+            raise ValueError("checkpoint_every needs checkpoint=path (where to write the checkpoints)")
+        return None, None
+    try:
+        checkpoint = os.fspath(checkpoint)
+    except TypeError:
+        raise TypeError(f"checkpoint must be a str or os.PathLike, got {type(checkpoint).__name__}") from None
+    if not isinstance(checkpoint, str):
+        raise TypeError(f"checkpoint must be a str or os.PathLike, got {type(checkpoint).__name__}")
+    folder = os.path.dirname(os.path.abspath(checkpoint))
+    if not os.path.isdir(folder):
+        raise ValueError(f"checkpoint must be a path in an existing folder, but {folder!r} does not exist")
+    every = val_every if checkpoint_every is None else check_positive_int(checkpoint_every, "checkpoint_every")
+    return checkpoint, every
+
+
+def _data_fingerprint(x_train, x_val):
+    """Shape, dtype and SHA-256 of the data, so that ``resume`` can refuse other data."""
+    def describe(x):
+        x = onp.ascontiguousarray(x)
+        digest = hashlib.sha256(memoryview(x).cast("B")).hexdigest()
+        return {"shape": list(x.shape), "dtype": str(x.dtype), "sha256": digest}
+
+    return {"x_train": describe(x_train), "x_val": None if x_val is None else describe(x_val)}
+
+
+def _hold_out(x_train, x_val, val_fraction, rng):
+    """(x_train, x_val, description): the given x_val, or a random ``val_fraction`` of x_train."""
+    if x_val is not None:
+        return x_train, x_val, "x_val"
+    permutation = rng.permutation(x_train.shape[0])
+    n_val = max(1, int(round(val_fraction * x_train.shape[0])))
+    return (x_train[permutation[n_val:]], x_train[permutation[:n_val]],
+            f"{n_val} points ({val_fraction:.0%}) held out of x_train")
+
+
+def _fit_standardize(flow, x_train):
     standardize = flow.layers[0]
     if hasattr(standardize, "fitted") and not standardize.fitted:
         standardize.fit(x_train)
 
-    n = x_train.shape[0]
-    batch_size = min(batch_size, n)
 
+def _make_run(flow, x_train, x_val, options, progress, fingerprint, split_rng_state):
+    """What stays fixed during the run: the data, the loss and its gradient, the options."""
     def loss(params, x_batch):
         return -np.sum(flow._log_prob(params, x_batch)) / x_batch.shape[0]
 
-    loss_and_grad = value_and_grad(loss)
     theta, unflatten = flatten(flow.params)
-    m, v = onp.zeros_like(theta), onp.zeros_like(theta)
-    best_theta, best_val = theta.copy(), _mean_nll(flow, flow.params, x_val)
+    return types.SimpleNamespace(
+        flow=flow, x_train=x_train, x_val=x_val, n=x_train.shape[0], options=options, progress=progress,
+        batch_size=min(options["batch_size"], x_train.shape[0]), loss_and_grad=value_and_grad(loss),
+        theta=theta, unflatten=unflatten, fingerprint=fingerprint, split_rng_state=split_rng_state,
+        start=time.perf_counter())
+
+
+def _initial_state(run, rng, val_source):
+    """The state before step 1: the flow's parameters, zero moments, the first epoch's order."""
+    best_val = _mean_nll(run.flow, run.flow.params, run.x_val)
     history = {"step": [], "train_nll": [], "val_nll": [], "time": [], "best_step": 0, "best_val_nll": best_val,
-               "steps_run": 0, "status": "completed", "message": "", "val_source": val_source}
-    since_best, train_losses, order, cursor = 0, [], rng.permutation(n), 0
-    start = time.perf_counter()
-    for step in range(1, steps + 1):
-        if cursor + batch_size > n:  # new epoch
-            order, cursor = rng.permutation(n), 0
-        x_batch = x_train[order[cursor:cursor + batch_size]]
-        cursor += batch_size
-        value, grad = loss_and_grad(unflatten(theta), x_batch)
-        g = flatten(grad)[0]
-        if not (onp.isfinite(value) and onp.all(onp.isfinite(g))):
-            _stop_diverged(history, step, f"the training loss or its gradient is not finite (loss = {value})")
-            break
-        train_losses.append(float(value))
-        step_lr = lr * (0.01 + 0.99 * 0.5 * (1 + onp.cos(onp.pi * (step - 1) / steps))) if lr_decay else lr
-        theta, m, v = adam_step(theta, g, m, v, step, step_lr)
-        history["steps_run"] = step
-        if step % val_every == 0 or step == steps:
-            val_nll = _mean_nll(flow, unflatten(theta), x_val)
-            _record(history, step, onp.mean(train_losses), val_nll, time.perf_counter() - start)
-            train_losses = []
-            if not onp.isfinite(val_nll):
-                _stop_diverged(history, step, f"the validation NLL is not finite ({val_nll})")
-                break
-            if val_nll < history["best_val_nll"]:
-                best_theta, since_best = theta.copy(), 0
-                history["best_val_nll"], history["best_step"] = val_nll, step
-            else:
-                since_best += 1
-            if progress:
-                print(f"step {step:>6}/{steps}  train NLL {history['train_nll'][-1]:8.4f}  val NLL "
-                      f"{val_nll:8.4f}  best {history['best_val_nll']:8.4f}  {history['time'][-1]:6.1f} s",
-                      flush=True)
-            if patience is not None and since_best >= patience:
-                history["status"] = "early_stopped"
-                history["message"] = (f"stopped early at step {step}: no validation improvement in "
-                                      f"{patience} validations")
-                break
-    flow.params = unflatten(best_theta)
-    if progress and history["message"]:
+               "steps_run": 0, "status": "running", "message": "", "val_source": val_source}
+    order = rng.permutation(run.n)
+    return {"step": 0, "theta": run.theta, "m": onp.zeros_like(run.theta), "v": onp.zeros_like(run.theta),
+            "best_theta": run.theta.copy(), "since_best": 0, "train_losses": [], "order": order, "cursor": 0,
+            "rng_state": rng.bit_generator.state, "history": history}
+
+
+def _resumed_state(saved, run):
+    """The checkpoint's state; the clock continues from the checkpoint's elapsed time."""
+    run.start -= saved["elapsed"]
+    return saved["state"]
+
+
+def _train_step(state, run):
+    """One Adam step on the next minibatch (and a validation when due). Returns a new state."""
+    step = state["step"] + 1
+    order, cursor, rng_state = _next_minibatch(state, run)
+    x_batch = run.x_train[order[cursor:cursor + run.batch_size]]
+    value, grad = run.loss_and_grad(run.unflatten(state["theta"]), x_batch)
+    g = flatten(grad)[0]
+    if not (onp.isfinite(value) and onp.all(onp.isfinite(g))):
+        return _stop(state, "diverged", _diverged_message(state, step, f"the training loss or its gradient is "
+                                                                        f"not finite (loss = {value})"))
+    theta, m, v = adam_step(state["theta"], g, state["m"], state["v"], step, _step_size(step, run.options))
+    state = {**state, "step": step, "theta": theta, "m": m, "v": v, "order": order, "cursor": cursor + run.batch_size,
+             "rng_state": rng_state, "train_losses": state["train_losses"] + [float(value)],
+             "history": {**state["history"], "steps_run": step}}
+    if step % run.options["val_every"] == 0 or step == run.options["steps"]:
+        state = _validate(state, run)
+    if step == run.options["steps"] and state["history"]["status"] == "running":
+        state["history"]["status"] = "completed"
+    return state
+
+
+def _next_minibatch(state, run):
+    """Where the next minibatch starts: (order, cursor, generator state). When the epoch has too few
+    points left, the next epoch's order is drawn (from a copy of the generator: the old state is kept)."""
+    if state["cursor"] + run.batch_size <= run.n:
+        return state["order"], state["cursor"], state["rng_state"]
+    rng = _generator(state["rng_state"])
+    return rng.permutation(run.n), 0, rng.bit_generator.state
+
+
+def _validate(state, run):
+    """Record the validation NLL; keep the best parameters; stop on a non-finite score or no progress."""
+    step, old = state["step"], state["history"]
+    val_nll = _mean_nll(run.flow, run.unflatten(state["theta"]), run.x_val)
+    history = {**old, "step": old["step"] + [step], "train_nll": old["train_nll"] + [float(onp.mean(
+        state["train_losses"]))], "val_nll": old["val_nll"] + [float(val_nll)],
+               "time": old["time"] + [time.perf_counter() - run.start]}
+    state = {**state, "history": history, "train_losses": []}
+    if not onp.isfinite(val_nll):
+        return _stop(state, "diverged", _diverged_message(state, step, f"the validation NLL is not finite "
+                                                                        f"({val_nll})"))
+    if val_nll < history["best_val_nll"]:
+        state.update(best_theta=state["theta"], since_best=0)
+        history.update(best_val_nll=val_nll, best_step=step)
+    else:
+        state["since_best"] += 1
+    if run.progress:
+        print(f"step {step:>6}/{run.options['steps']}  train NLL {history['train_nll'][-1]:8.4f}  val NLL "
+              f"{val_nll:8.4f}  best {history['best_val_nll']:8.4f}  {history['time'][-1]:6.1f} s", flush=True)
+    patience = run.options["patience"]
+    if patience is not None and state["since_best"] >= patience:
+        history.update(status="early_stopped", message=f"stopped early at step {step}: no validation "
+                                                       f"improvement in {patience} validations")
+    return state
+
+
+def _stop(state, status, message):
+    return {**state, "history": {**state["history"], "status": status, "message": message}}
+
+
+def _best_so_far(history):
+    return f"validation NLL {history['best_val_nll']:.4f} at step {history['best_step']}"
+
+
+def _diverged_message(state, step, reason):
+    return (f"training diverged at step {step}: {reason}; restored the best parameters "
+            f"({_best_so_far(state['history'])}). Try a smaller lr.")
+
+
+def _interrupted_message(state, checkpoint):
+    how = (f"continue with fit(..., resume={checkpoint!r})" if checkpoint is not None
+           else "pass checkpoint=path to fit to be able to resume")
+    return (f"training interrupted after step {state['step']} (KeyboardInterrupt); kept the best parameters "
+            f"seen ({_best_so_far(state['history'])}); {how}")
+
+
+def _finish(state, run, rng):
+    """Install the best parameters, move the caller's generator on, warn or print; return the history."""
+    history = {key: list(value) if isinstance(value, list) else value for key, value in state["history"].items()}
+    run.flow.params = run.unflatten(state["best_theta"])
+    rng.bit_generator.state = state["rng_state"]
+    if history["status"] == "diverged":
+        warnings.warn(history["message"], RuntimeWarning, stacklevel=4)
+    if run.progress and history["message"]:
         print(history["message"], flush=True)
     return history
 
 
-def _stop_diverged(history, step, reason):
-    history["status"] = "diverged"
-    history["message"] = (f"training diverged at step {step}: {reason}; restored the best parameters "
-                          f"(validation NLL {history['best_val_nll']:.4f} at step {history['best_step']}). "
-                          f"Try a smaller lr.")
-    warnings.warn(history["message"], RuntimeWarning, stacklevel=4)
+# --- the random generator's state as JSON text --------------------------------------------------------
+def _state_to_json(state):
+    """``bit_generator.state`` (a dict of ints, and arrays for MT19937) as JSON text, never pickle."""
+    def encode(value):
+        if isinstance(value, onp.ndarray):
+            return {"__ndarray__": value.tolist(), "dtype": str(value.dtype)}
+        if isinstance(value, onp.integer):
+            return int(value)
+        raise TypeError(f"cannot store {type(value).__name__} in a generator state")
+
+    return json.dumps(state, default=encode)
 
 
-def _record(history, step, train_nll, val_nll, elapsed):
-    history["step"].append(step)
-    history["train_nll"].append(float(train_nll))
-    history["val_nll"].append(float(val_nll))
-    history["time"].append(elapsed)
+def _state_from_json(text):
+    def decode(value):
+        return onp.array(value["__ndarray__"], dtype=value["dtype"]) if "__ndarray__" in value else value
+
+    return json.loads(text, object_hook=decode)
+
+
+def _generator(state):
+    """A numpy.random.Generator in exactly the given bit-generator state."""
+    bit_generator = getattr(onp.random, state["bit_generator"])()
+    bit_generator.state = state
+    return onp.random.Generator(bit_generator)
+
+
+# --- checkpoints ---------------------------------------------------------------------------------------
+def _write_checkpoint(path, state, run):
+    """Write the whole run state atomically to ``path`` (see ``fit``'s ``checkpoint`` argument)."""
+    history = state["history"]
+    meta = {"options": run.options, "data": run.fingerprint, "step": state["step"], "cursor": state["cursor"],
+            "since_best": state["since_best"], "elapsed": time.perf_counter() - run.start,
+            "history": {key: value for key, value in history.items() if not isinstance(value, list)}}
+    arrays = {
+        "__format__": onp.array(_io.CHECKPOINT_FORMAT_NAME), "__version__": onp.array(CHECKPOINT_VERSION),
+        "__model__": onp.array(_io.model_header(run.flow)), "__run__": onp.array(json.dumps(meta)),
+        "rng_state": onp.array(_state_to_json(state["rng_state"])),
+        "split_rng_state": onp.array(_state_to_json(run.split_rng_state)),
+        "theta": state["theta"], "m": state["m"], "v": state["v"], "best_theta": state["best_theta"],
+        "order": onp.asarray(state["order"], dtype=onp.int64),
+        "train_losses": onp.array(state["train_losses"], dtype=onp.float64),
+        "history/step": onp.array(history["step"], dtype=onp.int64),
+        **{f"history/{key}": onp.array(history[key], dtype=onp.float64) for key in ("train_nll", "val_nll", "time")},
+        **_io.layer_state_arrays(run.flow),
+    }
+    _io.atomic_savez(path, arrays)
+
+
+def _read_checkpoint(resume, flow, options, fingerprint):
+    """Read and check a checkpoint against this flow, these options and this data; return its contents.
+
+    Nothing changes in ``flow`` until every check has passed; then the layers' structure (Standardize
+    shift and scale, degrees) is installed from the checkpoint.
+    """
+    try:
+        path = _io.resolve_path(resume, "checkpoint")
+    except TypeError:
+        raise TypeError(f"resume must be a str or os.PathLike, got {type(resume).__name__}") from None
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"resume: {error}") from None
+    try:
+        arrays = _io.read_arrays(path)
+    except ValueError as error:
+        raise ValueError(f"resume: {error}".replace("model file", "checkpoint")) from error
+    meta = _check_checkpoint_header(arrays, path, flow)
+    _check_same_run(meta, path, options, fingerprint)
+    state = _checkpoint_state(arrays, meta, path, flow, fingerprint, options)
+    split_rng_state = _checked_generator_state(arrays, "split_rng_state", path)
+    try:
+        _io.install_layer_state(flow, arrays, path, set())  # checks every entry before installing any
+    except ValueError as error:
+        raise ValueError(f"resume: {error}") from error
+    return {"state": state, "elapsed": float(meta["elapsed"]), "split_rng_state": split_rng_state}
+
+
+def _check_checkpoint_header(arrays, path, flow):
+    """Format name, version and model configuration; returns the run's JSON metadata."""
+    def text(key):
+        value = arrays.get(key)
+        return str(value) if value is not None and value.shape == () and value.dtype.kind == "U" else None
+
+    if text("__format__") == _io.FORMAT_NAME:
+        raise ValueError(f"resume: {path} is a model file written by save(), not a training checkpoint; load "
+                         f"it with maf_numpy.load(path), or pass checkpoint=path to fit to write checkpoints")
+    if text("__format__") != _io.CHECKPOINT_FORMAT_NAME:
+        raise ValueError(f"resume: {path} is not a maf_numpy checkpoint (no '__format__ = "
+                         f"{_io.CHECKPOINT_FORMAT_NAME}' entry)")
+    version = arrays.get("__version__")
+    if version is None or version.shape != () or version.dtype.kind not in "iu":
+        raise ValueError(f"resume: {path} has no valid '__version__' entry (an int); it is damaged")
+    if int(version) != CHECKPOINT_VERSION:
+        raise ValueError(f"resume: {path} has checkpoint version {int(version)}; this maf_numpy reads version "
+                         f"{CHECKPOINT_VERSION} only")
+    if text("__model__") is None or _json(text("__model__")) != _json(_io.model_header(flow)):
+        raise ValueError(f"resume: {path} was written for another model, {text('__model__')}; this flow is "
+                         f"{_io.model_header(flow)}. Build the same model to resume")
+    meta = _json(text("__run__")) if text("__run__") is not None else None
+    keys = {"options", "data", "step", "cursor", "since_best", "elapsed", "history"}
+    if not isinstance(meta, dict) or not keys <= set(meta):
+        raise ValueError(f"resume: {path} has no valid '__run__' entry; it is damaged")
+    return meta
+
+
+def _json(text):
+    try:
+        return json.loads(text)
+    except (TypeError, json.JSONDecodeError):
+        return None
+
+
+def _check_same_run(meta, path, options, fingerprint):
+    """The fit options and the data must be those of the checkpoint's run (bit-identical continuation)."""
+    for name in ("x_train", "x_val"):
+        old, new = meta["data"].get(name), fingerprint[name]
+        if old is None or new is None:
+            if old != new:
+                given = ["None" if v is None else "an array" for v in (old, new)]
+                raise ValueError(f"resume: the checkpoint's run was given {name}={given[0]}, this call "
+                                 f"{name}={given[1]}; pass the same data to continue that run ({path})")
+            continue
+        if (old.get("shape"), old.get("dtype")) != (new["shape"], new["dtype"]):
+            raise ValueError(f"resume: {name} has shape {tuple(new['shape'])} and dtype {new['dtype']}, but the "
+                             f"checkpoint was trained on shape {tuple(old.get('shape') or ())} and dtype "
+                             f"{old.get('dtype')} ({path})")
+        if old.get("sha256") != new["sha256"]:
+            raise ValueError(f"resume: {name} has the shape of the checkpoint's data but other values; resume "
+                             f"with the data the run was started on ({path})")
+    saved = meta["options"]
+    for key in RUN_OPTIONS:
+        if saved.get(key) != options[key]:
+            raise ValueError(f"resume: the checkpoint's run used {key}={saved.get(key)!r}, this call has "
+                             f"{key}={options[key]!r}; pass the same options to continue that run ({path})")
+
+
+def _checked_generator_state(arrays, key, path):
+    value = arrays.get(key)
+    try:
+        state = _state_from_json(str(value))
+        if state["bit_generator"] not in BIT_GENERATORS:
+            raise ValueError(state["bit_generator"])
+        _generator(state)
+    except (TypeError, ValueError, KeyError, AttributeError, json.JSONDecodeError) as error:
+        raise ValueError(f"resume: {path} has no valid {key!r} entry (a bit generator state as JSON): "
+                         f"{error!r}") from None
+    return state
+
+
+def _checkpoint_state(arrays, meta, path, flow, fingerprint, options):
+    """Rebuild the run state from the checkpoint's arrays, checking each shape and dtype."""
+    theta = flatten(flow.params)[0]
+    n_train = fingerprint["x_train"]["shape"][0]
+    if options["val_fraction"] is not None:
+        n_train -= max(1, int(round(options["val_fraction"] * n_train)))
+    expected = {"theta": theta.shape, "m": theta.shape, "v": theta.shape, "best_theta": theta.shape,
+                "order": (n_train,), "train_losses": None, "history/step": None, "history/train_nll": None,
+                "history/val_nll": None, "history/time": None}
+    for key, shape in expected.items():
+        value = arrays.get(key)
+        kind = "iu" if key in ("order", "history/step") else "f"
+        if value is None or value.dtype.kind not in kind or (value.ndim != 1 if shape is None else
+                                                            value.shape != shape):
+            raise ValueError(f"resume: {path}: entry {key!r} is missing or has the wrong shape or dtype "
+                             f"(expected {'a vector' if shape is None else shape}); it is damaged")
+    if not onp.array_equal(onp.sort(arrays["order"]), onp.arange(n_train)):
+        raise ValueError(f"resume: {path}: 'order' is not a permutation of range({n_train}); it is damaged")
+    history = {**meta["history"], "step": arrays["history/step"].tolist(),
+               **{key: arrays[f"history/{key}"].tolist() for key in ("train_nll", "val_nll", "time")}}
+    if history.get("status") not in ("running", "interrupted", *FINISHED):
+        raise ValueError(f"resume: {path}: unknown run status {history.get('status')!r}; it is damaged")
+    if history["status"] == "interrupted":
+        history.update(status="running", message="")
+    return {"step": int(meta["step"]), "theta": arrays["theta"], "m": arrays["m"], "v": arrays["v"],
+            "best_theta": arrays["best_theta"], "since_best": int(meta["since_best"]),
+            "train_losses": arrays["train_losses"].tolist(), "order": arrays["order"],
+            "cursor": int(meta["cursor"]), "rng_state": _checked_generator_state(arrays, "rng_state", path),
+            "history": history}

@@ -161,8 +161,12 @@ def warn_if_not_finite(result, what, name="x"):
     if not np.all(finite):
         bad_points = int(np.sum(~finite.reshape(finite.shape[0], -1).all(axis=1))) if finite.ndim else 1
         n = finite.shape[0] if finite.ndim else 1
-        warnings.warn(f"{what} is not finite for {bad_points} of {n} points of {name}: exp(alpha) or the "
-                      f"values overflowed float64. Inputs far outside the data the flow was fitted to (or a "
-                      f"flow that has not been fitted) can do this; check the scale of {name}.",
-                      RuntimeWarning, stacklevel=3)
+        kinds = ", ".join(f"{count} {label}" for label, count in (
+            ("NaN", int(np.sum(np.isnan(value)))), ("-inf", int(np.sum(np.isneginf(value)))),
+            ("+inf", int(np.sum(np.isposinf(value))))) if count)
+        warnings.warn(f"{what} is not finite for {bad_points} of {n} points of {name} ({kinds} values): "
+                      f"exp(alpha) or an intermediate value overflowed float64 (-inf: the density underflowed; "
+                      f"NaN: inf - inf or inf * 0 followed, so the value could not be computed). Inputs far "
+                      f"outside the data the flow was fitted to (or a flow that has not been fitted) can do "
+                      f"this; check the scale of {name}.", RuntimeWarning, stacklevel=3)
     return result

@@ -201,6 +201,30 @@ def test_load_refuses_a_pickle_file_without_unpickling_it(tmp_path):
     assert UNPICKLED == []
 
 
+def test_load_refuses_a_folder(tmp_path):
+    with pytest.raises(ValueError, match="not a readable .npz model file"):
+        mf.load(tmp_path)
+
+
+def test_load_refuses_a_training_checkpoint_and_points_to_resume(tmp_path):
+    flow = FACTORIES["MAF-alternate"](True)
+    flow.fit(data(), steps=3, rng=0, progress=False, checkpoint=tmp_path / "run.npz")
+    with pytest.raises(ValueError, match="training checkpoint .*not a model file.*resume=path"):
+        mf.load(tmp_path / "run.npz")
+
+
+def test_save_replaces_the_file_atomically_and_leaves_no_temporary_file(saved, tmp_path):
+    flow, path, _ = saved
+    mf.RealNVP(D, num_layers=2, hidden=(4,), rng=0).save(path)  # over an existing file
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+    assert isinstance(mf.load(path), mf.RealNVP)
+
+
+def test_save_refuses_a_path_that_is_not_a_path():
+    with pytest.raises(TypeError, match="path must be a str or os.PathLike, got int"):
+        mf.save(mf.MAF(D, num_layers=1, hidden=(4,), rng=0), 3)
+
+
 def test_load_refuses_a_single_npy_array(tmp_path):
     path = tmp_path / "array.npy"
     onp.save(path, onp.zeros(3))
