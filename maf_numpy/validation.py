@@ -11,9 +11,10 @@ import numpy as np
 from autograd.tracer import getval
 
 __all__ = ["as_generator", "check_data", "check_positive_int", "check_positive_float", "check_choice",
-           "check_hidden", "check_bool", "check_params", "warn_if_not_finite"]
+           "check_hidden", "check_bool", "check_dtype", "check_params", "warn_if_not_finite"]
 
 FLOAT_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
+DTYPE_NAMES = ("float64", "float32")
 
 
 def as_generator(rng, name="rng"):
@@ -87,6 +88,23 @@ def check_hidden(hidden):
     if not isinstance(hidden, (tuple, list)):
         raise TypeError(f"hidden must be a tuple of positive ints, got {type(hidden).__name__} {hidden!r}")
     return tuple(check_positive_int(H, f"hidden[{l}]") for l, H in enumerate(hidden))
+
+
+def check_dtype(dtype, name="dtype"):
+    """Check a flow's floating-point type: ``"float64"`` or ``"float32"`` (or the NumPy types themselves).
+
+    Returns the name, ``"float64"`` or ``"float32"``: what the flow's ``config`` stores.
+    """
+    if isinstance(dtype, str):
+        if dtype in DTYPE_NAMES:
+            return dtype
+    else:
+        try:
+            if np.dtype(dtype) in FLOAT_DTYPES and dtype is not None:
+                return np.dtype(dtype).name
+        except TypeError:
+            pass
+    raise ValueError(f"{name} must be one of {DTYPE_NAMES}, got {dtype!r}")
 
 
 def check_bool(value, name):

@@ -1,0 +1,181 @@
+"""The degree-sliced D-pass solver (made.solve_sliced) against the readable reference (solve_autoregressive).
+
+MAF sampling (``MAFLayer.forward``) and IAF density evaluation (``IAFLayer.inverse``) use the sliced solver with
+plain arrays and the reference under autograd; both must give the same numbers and count the same D passes.
+"""
+
+import autograd.numpy as anp
+import numpy as onp
+import pytest
+from autograd import grad
+from autograd.misc import flatten
+from helpers import perturb
+
+import maf_numpy as mf
+from maf_numpy import made, transforms
+from maf_numpy.transforms import affine_forward, affine_inverse, solve_autoregressive
+
+TOL = 1e-12
+
+
+def reference_maf_forward(layer, params, z):
+    def step(x):
+        return affine_forward(z, *layer.conditioner(params, x))
+
+    return solve_autoregressive(step, layer.D, z.shape, layer.input_degrees)
+
+
+def reference_iaf_inverse(layer, params, x):
+    def step(z):
+        return affine_inverse(x, *layer.conditioner(params, z))
+
+    return solve_autoregressive(step, layer.D, x.shape, layer.input_degrees)
+
+
+CASES = [  # (D, hidden, order, hidden_degrees, activation)
+    *[(D, (16, 16), "sequential", "sequential", "relu") for D in range(1, 11)],
+    *[(D, (7,), "random", "random", "tanh") for D in range(1, 11)],
+    (6, (), "reversed", "sequential", "relu"),  # no hidden layer: a masked linear map
+    (10, (3, 4), "random", "sequential", "relu"),  # narrower than D
+    (10, (3,), "sequential", "random", "tanh"),
+    (5, (9, 9, 9), "random", "random", "relu"),  # three hidden layers
+    (8, (2,), "reversed", "sequential", "tanh"),
+]
+
+
+@pytest.mark.parametrize("D, hidden, order, hidden_degrees, activation", CASES)
+@pytest.mark.parametrize("layer_class, reference", [(transforms.MAFLayer, reference_maf_forward),
+                                                    (transforms.IAFLayer, reference_iaf_inverse)],
+                         ids=["MAF-forward", "IAF-inverse"])
+def test_sliced_solver_equals_reference(D, hidden, order, hidden_degrees, activation, layer_class, reference):
+    rng = onp.random.default_rng(D)
+    layer = layer_class(D, hidden, mf.masks.make_order(D, order, rng), hidden_degrees, activation, rng)
+    params = perturb(layer.init_params(rng), rng, scale=0.5)
+    u = rng.standard_normal((13, D))
+    is_maf = layer_class is transforms.MAFLayer
+    fast = layer.forward(params, u) if is_maf else layer.inverse(params, u)
+    fast_calls = layer.calls
+    direct = layer.network.solve(params, u, transforms._maf_combine if is_maf else transforms._iaf_combine)
+    assert all(onp.array_equal(a, b) for a, b in zip(fast, direct))  # the layer did take the sliced path
+    layer.calls = 0
+    slow = reference(layer, params, u)
+    assert layer.calls == fast_calls == D  # one pass per sequential step, both ways
+    onp.testing.assert_allclose(fast[0], slow[0], rtol=TOL, atol=TOL)
+    onp.testing.assert_allclose(fast[1], slow[1], rtol=TOL, atol=TOL)
+
+
+@pytest.mark.parametrize("cls", [mf.MAF, mf.IAF])
+def test_flow_pass_counts_stay_K_times_D(cls):
+    D, K = 5, 3
+    flow = cls(D, num_layers=K, hidden=(12,), rng=0)
+    x = flow.sample(20, rng=1)
+    assert flow.passes == (K * D if cls is mf.MAF else K)
+    flow.log_prob(x)
+    assert flow.passes == (K if cls is mf.MAF else K * D)
+    assert flow.passes_per_layer[1:] == [D if cls is mf.IAF else 1] * K
+
+
+@pytest.mark.parametrize("cls", [mf.MAF, mf.IAF])
+def test_flow_fast_path_round_trips(cls):
+    flow = cls(7, num_layers=3, hidden=(20, 20), orders="random", rng=2)
+    flow.params = perturb(flow.params, onp.random.default_rng(3), scale=0.2)
+    z = onp.random.default_rng(4).standard_normal((30, 7))
+    x, log_det_forward = flow.forward(z)
+    z_back, log_det_inverse = flow.inverse(x)
+    onp.testing.assert_allclose(z_back, z, atol=1e-10)
+    onp.testing.assert_allclose(log_det_forward, -log_det_inverse, atol=1e-10)
+
+
+def test_gradients_flow_through_forward_via_the_reference_path():
+    """Under autograd the reference solver runs, so d/dparams of the sampled x is available and correct."""
+    rng = onp.random.default_rng(5)
+    layer = transforms.MAFLayer(4, (8,), "random", "sequential", "tanh", rng)
+    params = perturb(layer.init_params(rng), rng)
+    z = rng.standard_normal((6, 4))
+
+    def objective(p):
+        x, log_det = layer.forward(p, z)
+        return anp.sum(x**2) + anp.sum(log_det)
+
+    theta, unflatten = flatten(params)
+    g = flatten(grad(objective)(params))[0]
+    direction = rng.standard_normal(theta.shape)
+    eps = 1e-6
+    numeric = (objective(unflatten(theta + eps * direction))
+               - objective(unflatten(theta - eps * direction))) / (2 * eps)
+    assert abs(numeric - g @ direction) < 1e-6 * max(1.0, abs(numeric))
+
+
+def test_sliced_solver_is_used_only_for_untraced_arrays():
+    rng = onp.random.default_rng(6)
+    layer = transforms.MAFLayer(3, (5,), "sequential", "sequential", "relu", rng)
+    params = layer.init_params(rng)
+    assert not transforms.is_traced(params, rng.standard_normal((2, 3)))
+    seen = []
+    grad(lambda p: seen.append(transforms.is_traced(p, None)) or anp.sum(p["b_mu"]))(params)
+    assert seen == [True]
+
+
+@pytest.mark.parametrize("dtype", [onp.float64, onp.float32])
+@pytest.mark.parametrize("masked", [True, False])
+def test_masked_dense_vjp_equals_autograds_own_gradient(dtype, masked):
+    """The hand-written backward pass of the fused layer against autograd differentiating h @ (M * W) + b."""
+    rng = onp.random.default_rng(7)
+    h, W, b = (rng.standard_normal(shape).astype(dtype) for shape in [(5, 4), (4, 3), (3,)])
+    M = (rng.random((4, 3)) < 0.6).astype(dtype) if masked else 1.0
+    g = rng.standard_normal((5, 3)).astype(dtype)
+
+    def fused(h, W, b):
+        return anp.sum(g * made.masked_dense(h, W, b, M))
+
+    def unfused(h, W, b):
+        return anp.sum(g * (h @ (M * W) + b))
+
+    for argnum in range(3):
+        ours, autograds = grad(fused, argnum)(h, W, b), grad(unfused, argnum)(h, W, b)
+        assert ours.dtype == autograds.dtype == dtype
+        onp.testing.assert_allclose(ours, autograds, rtol=1e-6 if dtype == onp.float32 else 1e-14)
+    onp.testing.assert_array_equal(made.masked_dense(h, W, b, M), h @ (M * W) + b)
+
+
+def test_reference_solver_can_be_chosen_and_is_restored():
+    flow = mf.MAF(4, num_layers=2, hidden=(9,), rng=8)
+    z = onp.random.default_rng(9).standard_normal((7, 4))
+    sliced = flow.forward(z)[0]
+    with transforms.sequential_solver("reference"):
+        reference = flow.forward(z)[0]
+        assert flow.passes == 2 * 4
+    onp.testing.assert_allclose(sliced, reference, rtol=TOL, atol=TOL)
+    assert transforms.set_sequential_solver("sliced") == "sliced"
+    with pytest.raises(ValueError, match="name"):
+        transforms.set_sequential_solver("fast")
+
+
+@pytest.mark.parametrize("hidden", [(), (6,), (5, 7)])
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+@pytest.mark.parametrize("masked", [True, False])
+def test_made_pass_backward_equals_autograds_gradient_of_the_layer_by_layer_form(hidden, activation, masked):
+    """made_apply (one primitive, hand-written backward pass) against made_apply_by_layer differentiated by
+    autograd: same values, same gradient with respect to the parameters and to the input."""
+    rng = onp.random.default_rng(10)
+    D = 4
+    degrees = mf.masks.made_degrees(D, hidden, "random", "sequential", rng)
+    masks = mf.masks.made_masks(degrees) if masked else None
+    params = perturb(made.init_made_params(D, hidden, D, rng), rng)
+    x = rng.standard_normal((6, D))
+    g_mu, g_alpha = rng.standard_normal((2, 6, D))
+
+    def objective(apply):
+        def value(p, v):
+            mu, alpha = apply(p, v, masks, activation)
+            return anp.sum(g_mu * mu + g_alpha * alpha)
+
+        return value
+
+    fused, by_layer = objective(made.made_apply), objective(made.made_apply_by_layer)
+    onp.testing.assert_allclose(fused(params, x), by_layer(params, x), rtol=1e-14)
+    for argnum in (0, 1):
+        ours, autograds = grad(fused, argnum)(params, x), grad(by_layer, argnum)(params, x)
+        onp.testing.assert_allclose(flatten(ours)[0], flatten(autograds)[0], rtol=1e-12, atol=1e-14)
+    both = grad(lambda p, v: fused(p, v) + anp.sum(v**2), (0, 1))(params, x)  # params and x in one pass
+    onp.testing.assert_allclose(both[1], grad(by_layer, 1)(params, x) + 2 * x, rtol=1e-12, atol=1e-14)
