@@ -35,11 +35,10 @@ import warnings
 import autograd.numpy as np
 import numpy as onp
 from autograd import value_and_grad
-from autograd.misc import flatten
 from autograd.tracer import getval
 
 from .flows import LOG_2PI, standard_normal_log_prob
-from .train import adam_step
+from .train import adam_step, flat_vector, plain_unflatten
 from .validation import as_generator, check_bool, check_data, check_positive_float, check_positive_int
 
 __all__ = ["elbo_per_sample", "elbo", "fit_vi", "funnel_log_density", "ring_log_energy", "FUNNEL_SCALE_V"]
@@ -263,7 +262,8 @@ def fit_vi(flow, log_target, steps=2000, n_samples=64, lr=1e-2, rng=None, progre
     loss_and_grad = value_and_grad(loss)
     history = {"step": [], "elbo": [], "elbo_smoothed": [], "time": [], "passes_per_step": 0,
                "best_step": 0, "best_elbo": -onp.inf, "steps_run": 0, "status": "completed", "message": ""}
-    theta, unflatten = flatten(flow.params)
+    dtype = getattr(flow, "dtype", onp.dtype(onp.float64))
+    theta, unflatten = flat_vector(flow.params, dtype), plain_unflatten(flow.params)[0]  # stays in the flow's dtype
     best = {"theta": theta.copy()}  # the loop writes the best flat parameters here
     try:
         _adam_loop(flow, loss_and_grad, theta, unflatten, best, history, rng, steps, n_samples, lr, lr_decay,
@@ -289,7 +289,7 @@ def _adam_loop(flow, loss_and_grad, theta, unflatten, best, history, rng, steps,
         with flow._counting_passes():
             value, grad = loss_and_grad(unflatten(theta), z)
         history["passes_per_step"] = flow.passes
-        g = flatten(grad)[0]
+        g = flat_vector(grad, theta.dtype)
         if not (onp.isfinite(value) and onp.all(onp.isfinite(g))):
             history["status"] = "diverged"
             history["message"] = (f"VI diverged at step {step}: the negative ELBO or its gradient is not finite "
