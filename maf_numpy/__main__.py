@@ -4,7 +4,7 @@
         Train MADE, MAF-5, IAF-5 and RealNVP-5 on two 2D toys, print a table of held-out NLL, KL to the
         true density, parameter counts, training times and network passes, and write the figures
         demo_fig1.png, demo_8gaussians.png and demo_nll_curves.png. The eight models train in J worker
-        processes (default 2) with single-threaded BLAS: about a minute on two idle cores.
+        processes (default 2) with single-threaded BLAS: about 30 s on two idle cores.
     python -m maf_numpy fit --data fig1 --flow maf [--layers 5] [--hidden 64,64] [--steps 2000] ...
         Train one model on a named toy, print its held-out NLL and save it (``maf_numpy.load`` reads it).
 
@@ -355,7 +355,7 @@ def make_parser():
     parser = argparse.ArgumentParser(
         prog="python -m maf_numpy",
         description="MADE, MAF, IAF and RealNVP in NumPy + autograd: a demo on 2D toys, or fit one model.",
-        epilog="examples:\n  python -m maf_numpy demo            # about a minute on 2 cores; figures in ./figures\n"
+        epilog="examples:\n  python -m maf_numpy demo            # about 30 s on 2 cores; figures in ./figures\n"
                "  python -m maf_numpy demo --fast     # a few seconds\n"
                "  python -m maf_numpy fit --data fig1 --flow maf --layers 5 --out maf_fig1.npz\n"
                "run 'python -m maf_numpy demo --help' or '... fit --help' for the options.",
