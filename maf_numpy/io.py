@@ -74,6 +74,16 @@ def _fill_params(tree, prefix, arrays, path, used):
     return value
 
 
+def check_version(arrays, expected, path, what, prefix=""):
+    """Refuse a file whose ``__version__`` entry is missing, not an int, or not ``expected``."""
+    version = arrays.get("__version__")
+    if version is None or version.shape != () or version.dtype.kind not in "iu":
+        raise ValueError(f"{prefix}{path} has no valid '__version__' entry (an int); it is damaged")
+    if int(version) != expected:
+        raise ValueError(f"{prefix}{path} has {what} version {int(version)}; this maf_numpy reads version "
+                         f"{expected} only")
+
+
 def save(flow, path):
     """Write ``flow`` to ``path`` (``.npz``; the suffix is added by NumPy if missing).
 
@@ -199,12 +209,7 @@ def _read_header(arrays, path):
                          f"the model with flow.save()")
     if fmt is None or fmt.shape != () or fmt.dtype.kind != "U" or str(fmt) != FORMAT_NAME:
         raise ValueError(f"{path} is not a maf_numpy model file (no '__format__ = {FORMAT_NAME}' entry)")
-    version = arrays.get("__version__")
-    if version is None or version.shape != () or version.dtype.kind not in "iu":
-        raise ValueError(f"{path} has no valid '__version__' entry (an int); it is damaged")
-    if int(version) != FORMAT_VERSION:
-        raise ValueError(f"{path} has format version {int(version)}; this maf_numpy reads version "
-                         f"{FORMAT_VERSION} only")
+    check_version(arrays, FORMAT_VERSION, path, "format")
     config = arrays.get("__config__")
     try:
         header = json.loads(str(config)) if config is not None and config.dtype.kind == "U" else None

@@ -515,12 +515,7 @@ def _check_checkpoint_header(arrays, path, flow):
     if text("__format__") != _io.CHECKPOINT_FORMAT_NAME:
         raise ValueError(f"resume: {path} is not a maf_numpy checkpoint (no '__format__ = "
                          f"{_io.CHECKPOINT_FORMAT_NAME}' entry)")
-    version = arrays.get("__version__")
-    if version is None or version.shape != () or version.dtype.kind not in "iu":
-        raise ValueError(f"resume: {path} has no valid '__version__' entry (an int); it is damaged")
-    if int(version) != CHECKPOINT_VERSION:
-        raise ValueError(f"resume: {path} has checkpoint version {int(version)}; this maf_numpy reads version "
-                         f"{CHECKPOINT_VERSION} only")
+    _io.check_version(arrays, CHECKPOINT_VERSION, path, "checkpoint", prefix="resume: ")
     if text("__model__") is None or _json(text("__model__")) != _json(_io.model_header(flow)):
         raise ValueError(f"resume: {path} was written for another model, {text('__model__')}; this flow is "
                          f"{_io.model_header(flow)}. Build the same model to resume")
