@@ -189,26 +189,11 @@ defvjp_argnums(made_pass, _made_pass_vjp)
 def made_apply_by_layer(params, x, masks=None, activation="relu"):
     """Compute the Gaussian conditionals' parameters in one masked pass, layer by layer (MAF §3.1).
 
-    The readable form of :func:`made_apply`: the same numbers, with autograd recording every layer.
+    The readable form of :func:`made_apply` (same arguments, same returns, same numbers), with autograd
+    recording every layer:
 
         h_l = act(h_{l-1} @ (M_l * W_l) + b_l),   mu = h_L @ (M_V * W_mu) + b_mu,
         alpha = h_L @ (M_V * W_alpha) + b_alpha
-
-    Parameters
-    ----------
-    params : dict
-        ``{"W": [...], "b": [...], "W_mu", "b_mu", "W_alpha", "b_alpha"}`` (see the module docstring).
-    x : ndarray of shape (n, D_in)
-    masks : list of ndarray or None
-        ``L + 1`` masks from :func:`maf_numpy.masks.made_masks`; the last one masks both heads. ``None``
-        means a fully connected network.
-    activation : {"relu", "tanh"}
-
-    Returns
-    -------
-    mu, alpha : ndarray of shape (n, D_out)
-        Shift and log-scale. With MADE masks, ``mu[:, i]`` and ``alpha[:, i]`` depend only on the inputs
-        whose degree is lower than that of input i.
     """
     act = ACTIVATIONS[activation]
     if masks is None:

@@ -42,9 +42,9 @@ def _coupling(flip):
     return make
 
 
-def _made_coupling(flip):
+def _made_coupling(flip, hidden=(16, 16), activation="tanh"):
     def make(D, rng):
-        layer = transforms.MADECoupling(D, (16, 16), flip=flip, activation="tanh")
+        layer = transforms.MADECoupling(D, hidden, flip=flip, activation=activation)
         return layer, perturb(layer.init_params(rng), rng)
 
     return make
@@ -71,6 +71,8 @@ LAYERS = {
     "coupling-flipped": _coupling(True),
     "coupling-as-made": _made_coupling(False),
     "coupling-as-made-flipped": _made_coupling(True),
+    "coupling-as-made-no-hidden": _made_coupling(False, hidden=()),
+    "coupling-as-made-relu": _made_coupling(False, hidden=(8,), activation="relu"),
     "standardize": _standardize,
 }
 

@@ -1,17 +1,14 @@
 """The affine coupling layer built as a MADE with two input degrees (MAF paper §3.3; Dinh et al. 2017):
-``masks.two_group_degrees`` and ``transforms.MADECoupling``. The layer runs through the same properties as
-every other layer (round trip, log-det against slogdet of the autograd Jacobian, the Jacobian's zero
-pattern from its degrees, gradients against central differences), then against the direct
-``AffineCoupling``: equivalent weights give the same outputs and log-dets. Lesson: ``lessons/07_...``."""
+``masks.two_group_degrees`` and ``transforms.MADECoupling``. The layer is in tests/helpers.py's LAYERS, so
+test_transforms.py runs it through the same properties as every other layer (round trip, log-det against
+slogdet of the autograd Jacobian, the Jacobian's zero pattern, gradients against central differences);
+here: its block structure, its pass counts, and equality with the direct ``AffineCoupling`` (equivalent
+weights give the same outputs and log-dets). Lesson: ``lessons/07_...``."""
 
-import autograd.numpy as np
 import numpy as onp
 import pytest
-from autograd.test_util import check_grads
 from helpers import (
     assert_jacobian_autoregressive,
-    assert_log_det_matches_jacobian,
-    assert_round_trip,
     perturb,
 )
 
@@ -60,20 +57,7 @@ def test_two_group_degrees_rejects_bad_groups_naming_the_argument(D_, A):
         masks.two_group_degrees(D_, A, (3,))
 
 
-# --- the uniform property suite ------------------------------------------------------------------------
-@pytest.mark.parametrize("name", CASES)
-def test_inverse_undoes_forward(name, rng):
-    layer, params, v = build(name, rng)
-    assert_round_trip(lambda z: layer.forward(params, z), lambda x: layer.inverse(params, x), v)
-
-
-@pytest.mark.parametrize("direction", ["inverse", "forward"])
-@pytest.mark.parametrize("name", CASES)
-def test_log_det_equals_slogdet_of_autograd_jacobian(name, direction, rng):
-    layer, params, v = build(name, rng)
-    assert_log_det_matches_jacobian(lambda u: getattr(layer, direction)(params, u), v)
-
-
+# --- structure (round trip, slogdet and gradients run in test_transforms.py's uniform suite) -----------
 @pytest.mark.parametrize("direction", ["inverse", "forward"])
 @pytest.mark.parametrize("name", CASES)
 def test_jacobian_is_block_triangular_with_every_A_to_B_entry_free(name, direction, rng):
@@ -83,28 +67,6 @@ def test_jacobian_is_block_triangular_with_every_A_to_B_entry_free(name, directi
     assert onp.all(reached[onp.ix_(layer.B, layer.A)] > 0), "some B output does not depend on some A input"
     onp.testing.assert_array_equal(J[:, layer.A][:, :, layer.A], onp.broadcast_to(onp.eye(len(layer.A)),
                                    (len(v), len(layer.A), len(layer.A))), err_msg="x_A must pass through")
-
-
-@pytest.mark.parametrize("direction", ["inverse", "forward"])
-@pytest.mark.parametrize("name", CASES)
-def test_parameter_gradients_match_central_differences(name, direction, rng):
-    layer, params, v = build(name, rng, dim=3 if CASES[name][0] > 2 else None)
-    weights = rng.standard_normal(v.shape)
-
-    def objective(p):
-        out, log_det = getattr(layer, direction)(p, v)
-        return np.sum(weights * out) + np.sum(log_det)
-
-    onp.random.seed(0)  # check_grads draws its random directions from NumPy's global generator
-    check_grads(objective, modes=["rev"], order=1)(params)
-
-
-@pytest.mark.parametrize("name", CASES)
-def test_input_gradients_match_central_differences(name, rng):
-    layer, params, v = build(name, rng, dim=3 if CASES[name][0] > 2 else None)
-    onp.random.seed(0)
-    check_grads(lambda u: np.sum(np.sin(layer.forward(params, u)[0])), modes=["rev"], order=1)(v)
-    check_grads(lambda u: np.sum(layer.inverse(params, u)[1]), modes=["rev"], order=1)(v)
 
 
 @pytest.mark.parametrize("name", CASES)
