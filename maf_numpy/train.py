@@ -324,6 +324,7 @@ def _make_run(flow, x_train, x_val, options, progress, fingerprint, split_rng_st
 
 def _initial_state(run, rng, val_source):
     """The state before step 1: the flow's parameters, zero moments, the first epoch's order."""
+    _refresh(run, run.theta)
     best_val = _mean_nll(run.flow, run.flow.params, run.x_val)
     history = {"step": [], "train_nll": [], "val_nll": [], "time": [], "best_step": 0, "best_val_nll": best_val,
                "steps_run": 0, "status": "running", "message": "", "val_source": val_source}
@@ -344,7 +345,11 @@ def _train_step(state, run):
     step = state["step"] + 1
     order, cursor, rng_state = _next_minibatch(state, run)
     x_batch = run.x_train[order[cursor:cursor + run.batch_size]]
-    value, grad = run.loss_and_grad(run.unflatten(state["theta"]), x_batch)
+    run.flow.training = True  # BatchNorm layers: minibatch statistics, only for the loss and its gradient
+    try:
+        value, grad = run.loss_and_grad(run.unflatten(state["theta"]), x_batch)
+    finally:
+        run.flow.training = False
     g = flat_vector(grad, run.dtype)
     if not (onp.isfinite(value) and onp.all(onp.isfinite(g))):
         return _stop(state, "diverged", _diverged_message(state, step, f"the training loss or its gradient is "
@@ -372,6 +377,7 @@ def _next_minibatch(state, run):
 def _validate(state, run):
     """Record the validation NLL; keep the best parameters; stop on a non-finite score or no progress."""
     step, old = state["step"], state["history"]
+    _refresh(run, state["theta"])
     val_nll = _mean_nll(run.flow, run.unflatten(state["theta"]), run.x_val)
     history = {**old, "step": old["step"] + [step], "train_nll": old["train_nll"] + [float(onp.mean(
         state["train_losses"]))], "val_nll": old["val_nll"] + [float(val_nll)],
@@ -393,6 +399,12 @@ def _validate(state, run):
         history.update(status="early_stopped", message=f"stopped early at step {step}: no validation "
                                                        f"improvement in {patience} validations")
     return state
+
+
+def _refresh(run, theta):
+    """Recompute the BatchNorm layers' evaluation statistics from the training set (a no-op without them)."""
+    if getattr(run.flow, "needs_refresh", False):
+        run.flow.refresh_state(run.x_train, run.unflatten(theta))
 
 
 def _stop(state, status, message):
@@ -419,6 +431,7 @@ def _finish(state, run, rng):
     """Install the best parameters, move the caller's generator on, warn or print; return the history."""
     history = {key: list(value) if isinstance(value, list) else value for key, value in state["history"].items()}
     run.flow.params = run.unflatten(state["best_theta"])
+    _refresh(run, state["best_theta"])
     rng.bit_generator.state = state["rng_state"]
     if history["status"] == "diverged":
         warnings.warn(history["message"], RuntimeWarning, stacklevel=4)
