@@ -273,6 +273,7 @@ class Flow:
         """
         x = self._cast(check_data(x, self.dim, "x"))
         params = self._params(params)
+        batch = check_positive_int(batch, "batch")
         if not self.needs_refresh:
             return self
         last = max(k for k, layer in enumerate(self.layers) if isinstance(layer, BatchNorm))

@@ -588,7 +588,8 @@ class BatchNorm:
       receives, per dimension. z of one point then depends on every other point of the batch, and so does
       the log-det (the same number for every point of the batch). Gradients flow through m and v: autograd
       differentiates the whole batch. This is a map of the batch, not of each point; only ``inverse`` exists
-      (``forward`` raises: the batch statistics of the x it would produce are not known beforehand).
+      (``forward`` raises: the batch statistics of the x it would produce are not known beforehand). A batch
+      of one point has v = 0 and maps every x to beta: train with batches of tens of points or more.
     - ``training = False`` (the default): (m, v) are fixed numbers held as layer *state*, ``mean`` and
       ``var`` (not ``params``, like :class:`Standardize`'s shift and scale: saved by ``io``, restored by
       ``load``). The layer is then an elementwise affine map of each point, an exact bijection whose

@@ -293,3 +293,44 @@ def test_load_refuses_damaged_batch_norm_statistics(name, value, message, tmp_pa
     onp.savez(tmp_path / "damaged.npz", **arrays)
     with pytest.raises(ValueError, match=message):
         mf.load(tmp_path / "damaged.npz")
+
+
+def test_an_interrupted_batch_norm_run_resumes_bit_identical_and_ends_in_evaluation_mode(monkeypatch, tmp_path):
+    """fit leaves training mode even when a step is interrupted; the checkpoint carries the statistics and
+    the resumed run ends where the uninterrupted one ends, statistics included."""
+    from autograd import value_and_grad
+
+    from maf_numpy import train
+
+    x_train, x_val = mf.datasets.toy("moons", 300, rng=0), mf.datasets.toy("moons", 100, rng=1)
+    options = {"steps": 40, "batch_size": 64, "lr": 3e-3, "val_every": 5, "progress": False}
+
+    def make():
+        return mf.RealNVP(2, num_layers=2, hidden=(8,), rng=0, batch_norm=True)
+
+    reference = make()
+    expected = reference.fit(x_train, x_val, rng=0, **options)
+
+    def interrupt_at_call_23(loss):
+        loss_and_grad, calls = value_and_grad(loss), [0]
+
+        def wrapped(*args):
+            calls[0] += 1
+            if calls[0] == 23:
+                raise KeyboardInterrupt("simulated")
+            return loss_and_grad(*args)
+
+        return wrapped
+
+    path = tmp_path / "run.npz"
+    with monkeypatch.context() as patch:
+        patch.setattr(train, "value_and_grad", interrupt_at_call_23)
+        interrupted = make()
+        assert interrupted.fit(x_train, x_val, rng=0, checkpoint=path, **options)["status"] == "interrupted"
+    assert interrupted.training is False
+    flow = make()
+    history = flow.fit(x_train, x_val, resume=path, **options)
+    assert history["val_nll"] == expected["val_nll"] and history["best_step"] == expected["best_step"]
+    assert onp.array_equal(flow.log_prob(x_val), reference.log_prob(x_val))
+    norm = flow.layers[2]
+    assert isinstance(norm, BatchNorm) and onp.array_equal(norm.var, reference.layers[2].var)
