@@ -655,7 +655,8 @@ class BatchNorm:
             return self.mean, self.var
         n = x.shape[0]
         m = np.sum(x, axis=0) / n
-        v = np.sum((x - m) ** 2, axis=0) / n
+        x_centred = x - m
+        v = np.sum(x_centred * x_centred, axis=0) / n
         return m, v
 
     def inverse(self, params, x):
@@ -665,10 +666,10 @@ class BatchNorm:
         is the same number for every point; in evaluation mode they are ``mean`` and ``var``.
         """
         m, v = self.statistics(x)
-        log_gamma, beta = params["log_gamma"], params["beta"]
-        z = (x - m) / np.sqrt(v + self.eps) * np.exp(log_gamma) + beta
-        log_det = np.sum(log_gamma - 0.5 * np.log(v + self.eps))
-        return z, log_det * np.ones(x.shape[0], dtype=x.dtype)
+        # the whole map is z_i = (x_i - m_i) * exp(log_scale_i) + beta_i: one log-scale per dimension, (D,)
+        log_scale = params["log_gamma"] - 0.5 * np.log(v + self.eps)
+        z = (x - m) * np.exp(log_scale) + params["beta"]
+        return z, np.sum(log_scale) * np.ones(x.shape[0], dtype=x.dtype)
 
     def forward(self, params, z):
         """Generate, z -> x: x = (z - beta) * exp(-log_gamma) * sqrt(v + eps) + m, with the fixed (m, v).
@@ -678,10 +679,9 @@ class BatchNorm:
                                "normalises by the statistics of its own input batch x, which are unknown before "
                                "x is computed. Set flow.training = False (fit does so outside its gradient step) "
                                "to sample or call forward")
-        log_gamma, beta = params["log_gamma"], params["beta"]
-        x = (z - beta) * np.exp(-log_gamma) * np.sqrt(self.var + self.eps) + self.mean
-        log_det = -np.sum(log_gamma - 0.5 * np.log(self.var + self.eps))
-        return x, log_det * np.ones(z.shape[0], dtype=z.dtype)
+        log_scale = params["log_gamma"] - 0.5 * np.log(self.var + self.eps)  # that of inverse, (D,)
+        x = (z - params["beta"]) * np.exp(-log_scale) + self.mean
+        return x, -np.sum(log_scale) * np.ones(z.shape[0], dtype=z.dtype)
 
     def set_statistics(self, x):
         """Set ``mean`` and ``var`` to the mean and biased variance of x, shape (n, D), per dimension.
