@@ -323,7 +323,11 @@ def _standardize_layers(dim, standardize, dtype):
 
 
 def _between(layers, batch_norm, dim, dtype):
-    """``layers`` with a BatchNorm after each but the last when ``batch_norm`` (MAF paper §4.1)."""
+    """``layers`` with a BatchNorm after each but the last when ``batch_norm`` (MAF paper §4.1).
+
+    (The authors' code, gpapamak/maf ``ml/models/mafs.py``, appends one after the last MADE too; here the
+    last layer next to the base keeps its own shift and scale only.)
+    """
     if not check_bool(batch_norm, "batch_norm"):
         return layers
     with_norms = []

@@ -576,9 +576,10 @@ class BatchNorm:
 
     The MAF paper puts one between consecutive MADE layers: the normalising direction sees the output of
     the layer below it (nearer the data) and recentres and rescales it, which keeps the deep flow's
-    intermediate values near N(0, I) and speeds up training. ``log_gamma`` and ``beta``, each of shape (D,),
-    are the learnable parameters (``params``); gamma = exp(log_gamma) is parametrised by its logarithm so
-    that it stays positive and the map stays invertible (as in the authors' code). ``eps`` (1e-5, the authors'
+    intermediate values near N(0, I) and helps deep flows train (Dinh et al. 2017, §3.7). ``log_gamma``
+    and ``beta``, each of shape (D,), are the learnable parameters (``params``); gamma = exp(log_gamma) is
+    parametrised by its logarithm so that it stays positive and the map stays invertible (as in the authors'
+    code). ``eps`` (1e-5, the authors'
     value and PyTorch's) keeps the division finite when a dimension of the batch is constant.
 
     Two modes, chosen by the ``training`` attribute (``Flow.training`` sets it for every layer; ``fit``
