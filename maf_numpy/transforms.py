@@ -579,8 +579,8 @@ class BatchNorm:
     intermediate values near N(0, I) and helps deep flows train (Dinh et al. 2017, §3.7). ``log_gamma``
     and ``beta``, each of shape (D,), are the learnable parameters (``params``); gamma = exp(log_gamma) is
     parametrised by its logarithm so that it stays positive and the map stays invertible (as in the authors'
-    code). ``eps`` (1e-5, the authors'
-    value and PyTorch's) keeps the division finite when a dimension of the batch is constant.
+    code). ``eps`` (1e-5, the authors' value and PyTorch's) keeps the division finite when a dimension of
+    the batch is constant.
 
     Two modes, chosen by the ``training`` attribute (``Flow.training`` sets it for every layer; ``fit``
     turns it on only while it computes the loss and gradient of a step):
