@@ -19,6 +19,14 @@ evaluations it made, and ``flow.passes_per_layer`` the same per layer: for a K-l
 MAF sampling and IAF density evaluation are sequential steps of the degree-sliced solver when nothing is
 differentiated, :func:`maf_numpy.made.solve_sliced`: D steps per layer, about one pass of arithmetic.)
 
+Batch normalisation. ``MAF``, ``IAF`` and ``RealNVP`` take ``batch_norm=False``; with True a
+:class:`~maf_numpy.transforms.BatchNorm` layer sits between consecutive MADE or coupling layers (after every
+one but the last), as in the MAF paper's experiments (§4.1). Such a flow has two modes: ``flow.training``
+(False by default; ``fit`` sets it True only while it computes a step's loss and gradient) makes every
+BatchNorm normalise by the statistics of the batch it receives; in evaluation mode they use fixed statistics
+that :meth:`Flow.refresh_state` computes from the training set (``fit`` calls it before every validation and
+at the end). ``flow.needs_refresh`` says whether a flow has such layers.
+
 Floating-point type. Every flow takes ``dtype="float64"`` (the default) or ``"float32"``: its parameters,
 masks and Standardize statistics are created in that type, the public methods cast their input array to it,
 and everything inside (log-dets, log N(z; 0, I), gradients, Adam's state in ``fit``) stays in it. float32
@@ -36,7 +44,7 @@ from autograd.misc import flatten
 from autograd.tracer import getval, isbox
 
 from . import masks as _masks
-from .transforms import AffineCoupling, IAFLayer, MAFLayer, Standardize
+from .transforms import AffineCoupling, BatchNorm, IAFLayer, MAFLayer, Standardize
 from .validation import (
     as_generator,
     check_bool,
@@ -255,6 +263,61 @@ class Flow:
             trace["layers"].append(repr(layer))
         return trace
 
+    # --- batch normalisation: the mode and the evaluation-mode statistics ----------------------------
+    @property
+    def training(self):
+        """The mode of the flow's :class:`~maf_numpy.transforms.BatchNorm` layers (False: evaluation mode).
+
+        Setting it sets ``training`` on every layer that has a mode. In training mode a BatchNorm layer
+        normalises by the statistics of the batch it receives, so ``log_prob`` of a point depends on the
+        rest of its batch, and ``forward`` and ``sample`` raise; in evaluation mode (the default) every map
+        is per point and exactly invertible. Flows without BatchNorm layers compute the same in both modes.
+        """
+        return getattr(self, "_training", False)
+
+    @training.setter
+    def training(self, value):
+        self._training = check_bool(value, "training")
+        for layer in self.layers:
+            if hasattr(layer, "training"):
+                layer.training = self._training
+
+    @property
+    def needs_refresh(self):
+        """True when the flow has layers whose evaluation-mode state comes from data (BatchNorm), which
+        :meth:`refresh_state` must recompute after the parameters change."""
+        return any(isinstance(layer, BatchNorm) for layer in self.layers)
+
+    def refresh_state(self, x, params=None, batch=4096, y=None):
+        """Set every BatchNorm layer's evaluation statistics from data x pushed through the layers below it.
+
+        Runs x (n, D), normally the whole training set, through ``layers`` in the normalising direction, in
+        evaluation mode, with ``params`` (default: ``self.params``). Each BatchNorm meets the output of the
+        layers below it and takes its mean and biased variance (:meth:`~maf_numpy.transforms.BatchNorm.
+        set_statistics`) before x goes through it with those statistics: what the authors' code does
+        (gpapamak/maf, ``set_batch_norm_stats``), and the same as one training-mode pass of the whole set.
+        Layers run on chunks of ``batch`` points, so the memory is that of a chunk's hidden units. A no-op
+        for a flow without BatchNorm. A conditional flow needs the contexts y (n, C) of x. Returns the flow.
+        """
+        x = self._cast(check_data(x, self.dim, "x"))
+        y = self._context(y, x.shape[0])
+        params = self._params(params)
+        batch = check_positive_int(batch, "batch")
+        if not self.needs_refresh:
+            return self
+        last = max(k for k, layer in enumerate(self.layers) if isinstance(layer, BatchNorm))
+        training, self.training = self.training, False
+        try:
+            for layer, p in zip(self.layers[:last + 1], params):
+                if isinstance(layer, BatchNorm):
+                    layer.set_statistics(x)
+                x = np.concatenate([_apply(layer, "inverse", p, x[start:start + batch],
+                                           None if y is None else y[start:start + batch])[0]
+                                    for start in range(0, x.shape[0], batch)])
+        finally:
+            self.training = training
+        return self
+
     @property
     def num_params(self):
         """Number of trainable numbers in ``params``."""
@@ -316,23 +379,45 @@ def _standardize_layers(dim, standardize, dtype):
     return [Standardize(dim, dtype)] if check_bool(standardize, "standardize") else []
 
 
+def _between(layers, batch_norm, dim, dtype):
+    """``layers`` with a BatchNorm after each but the last when ``batch_norm`` (MAF paper §4.1).
+
+    (The authors' code, gpapamak/maf ``ml/models/mafs.py``, appends one after the last MADE too; here the
+    last layer next to the base keeps its own shift and scale only.)
+    """
+    if not check_bool(batch_norm, "batch_norm"):
+        return layers
+    with_norms = []
+    for layer in layers[:-1]:
+        with_norms += [layer, BatchNorm(dim, dtype=dtype)]
+    return with_norms + layers[-1:]
+
+
+def _batch_norm_config(batch_norm):
+    # Only a flow with batch norm records it, so that the configuration (and repr, and the files) of every
+    # other flow stays what it was before the option existed.
+    return {"batch_norm": True} if batch_norm else {}
+
+
 class _AutoregressiveFlow(Flow):
     layer_class = None
 
     def __init__(self, dim, num_layers=5, hidden=(64, 64), orders="alternate", hidden_degrees="sequential",
-                 activation="relu", standardize=True, rng=None, dtype="float64", alpha_clamp=None, context_dim=0):
+                 activation="relu", standardize=True, rng=None, dtype="float64", batch_norm=False,
+                 alpha_clamp=None, context_dim=0):
         dim, num_layers, hidden, dtype = _check_common(dim, num_layers, hidden, activation, dtype)
         check_choice(hidden_degrees, _masks.HIDDEN_DEGREE_MODES, "hidden_degrees")
         alpha_clamp = _check_alpha_clamp(alpha_clamp)
         rng = as_generator(rng)
         order_list = layer_orders(dim, num_layers, orders, rng)
-        layers = _standardize_layers(dim, standardize, dtype) + [
+        layers = _standardize_layers(dim, standardize, dtype) + _between([
             self.layer_class(dim, hidden, order, hidden_degrees, activation, rng, dtype=dtype,
                              context_dim=context_dim, alpha_clamp=alpha_clamp) for order in order_list
-        ]
+        ], batch_norm, dim, dtype)
         config = {"dim": dim, "num_layers": num_layers, "hidden": hidden,
                   "orders": [order.tolist() for order in order_list], "hidden_degrees": hidden_degrees,
-                  "activation": activation, "standardize": standardize, "dtype": dtype}
+                  "activation": activation, "standardize": standardize, "dtype": dtype,
+                  **_batch_norm_config(batch_norm)}
         if alpha_clamp is not None:
             config["alpha_clamp"] = alpha_clamp
         if context_dim:
@@ -365,6 +450,9 @@ class MAF(_AutoregressiveFlow):
         Seeds the initial parameters and any random orderings or degrees.
     dtype : {"float64", "float32"}
         Floating-point type of the parameters and of every computation (see the module docstring).
+    batch_norm : bool
+        Put a :class:`~maf_numpy.transforms.BatchNorm` layer between consecutive MADE layers (MAF paper §4.1;
+        see the module docstring for its two modes).
     alpha_clamp : float or None
         None (the default): the paper's unconstrained scale exp(alpha). A number c > 0: every layer uses
         ``c * tanh(alpha / c)`` instead (:func:`maf_numpy.transforms.soft_clamp`), so no layer scales a
@@ -408,21 +496,21 @@ class RealNVP(Flow):
 
     One network pass per layer in both directions. Same arguments as :class:`MAF` except that there are
     no orderings: layer k conditions on the first half when k is even and on the second when k is odd.
-    Needs ``dim >= 2``.
+    Needs ``dim >= 2``. ``batch_norm=True`` puts a BatchNorm between consecutive coupling layers.
     """
 
     def __init__(self, dim, num_layers=5, hidden=(64, 64), activation="relu", standardize=True, rng=None,
-                 dtype="float64"):
+                 dtype="float64", batch_norm=False):
         dim, num_layers, hidden, dtype = _check_common(dim, num_layers, hidden, activation, dtype)
         if dim < 2:
             raise ValueError(f"dim must be at least 2 for RealNVP (a coupling layer splits x in two), got {dim}")
         rng = as_generator(rng)
-        layers = _standardize_layers(dim, standardize, dtype) + [
+        layers = _standardize_layers(dim, standardize, dtype) + _between([
             AffineCoupling(dim, hidden, flip=bool(k % 2), activation=activation, dtype=dtype)
             for k in range(num_layers)
-        ]
+        ], batch_norm, dim, dtype)
         config = {"dim": dim, "num_layers": num_layers, "hidden": hidden, "activation": activation,
-                  "standardize": standardize, "dtype": dtype}
+                  "standardize": standardize, "dtype": dtype, **_batch_norm_config(batch_norm)}
         super().__init__(dim, layers, rng, config, dtype)
 
 
@@ -614,6 +702,6 @@ class ConditionalMAF(_Conditional, MAF):
 
     def __init__(self, dim, context_dim, num_layers=5, hidden=(64, 64), orders="alternate",
                  hidden_degrees="sequential", activation="relu", standardize=True, rng=None, dtype="float64",
-                 alpha_clamp=None):
+                 batch_norm=False, alpha_clamp=None):
         super().__init__(dim, num_layers, hidden, orders, hidden_degrees, activation, standardize, rng, dtype,
-                         alpha_clamp, _check_context_dim(context_dim))
+                         batch_norm=batch_norm, alpha_clamp=alpha_clamp, context_dim=_check_context_dim(context_dim))

@@ -6,7 +6,8 @@ A file holds plain arrays only (``numpy.load(..., allow_pickle=False)`` reads it
     __version__       FORMAT_VERSION (int)           refused if it is not one we can read
     __config__        JSON text                      the class name and its constructor arguments
     params/<path>     every parameter array          e.g. params/1/W/0, params/1/b_mu
-    state/<k>/<name>  each layer's structure arrays  degrees, standardisation shift and scale
+    state/<k>/<name>  each layer's structure arrays  degrees, standardisation shift and scale, batch-norm
+                                                     evaluation statistics (mean, var, refreshed)
 
 ``load`` rebuilds the object from the configuration, then installs the structure and the parameters,
 so the loaded flow computes bit-for-bit the same numbers.
@@ -239,6 +240,10 @@ def _check_state(key, value, expected, dim, path):
         raise ValueError(f"{path}: {key!r} holds NaN or inf values")
     if name == "scale" and not np.all(value > 0):
         raise ValueError(f"{path}: {key!r} must be positive")
+    if name in ("mean", "var") and not np.all(np.isfinite(value)):  # BatchNorm's evaluation statistics
+        raise ValueError(f"{path}: {key!r} holds NaN or inf values")
+    if name == "var" and not np.all(value >= 0):
+        raise ValueError(f"{path}: {key!r} (a variance) must be >= 0")
 
 
 def install_layer_state(flow, arrays, path, used):

@@ -83,6 +83,12 @@ def _standardize(D, rng):
     return layer, {}
 
 
+def _batch_norm(D, rng):
+    """BatchNorm in evaluation mode, with perturbed log_gamma and beta and random fixed statistics."""
+    layer = transforms.BatchNorm(D).set_statistics(rng.normal(1.5, 3.0, size=(50, D)))
+    return layer, perturb(layer.init_params(rng), rng)
+
+
 LAYERS = {
     "MAF-sequential": _autoregressive(transforms.MAFLayer),
     "MAF-reversed": _autoregressive(transforms.MAFLayer, order="reversed"),
@@ -109,6 +115,7 @@ LAYERS = {
     "coupling-as-made-no-hidden": _made_coupling(False, hidden=()),
     "coupling-as-made-relu": _made_coupling(False, hidden=(8,), activation="relu"),
     "standardize": _standardize,
+    "batch-norm-evaluation-mode": _batch_norm,
 }
 
 
