@@ -15,9 +15,9 @@ Modules, in dependency order: ``masks`` (MADE degrees and masks) -> ``made`` (th
 """
 
 from . import datasets, made, masks, timing, train, transforms, vi
-from .flows import IAF, MADE, MAF, Flow, RealNVP, standard_normal_log_prob
+from .flows import IAF, MADE, MAF, ConditionalMADE, ConditionalMAF, Flow, RealNVP, standard_normal_log_prob
 from .io import load, save
 
-__all__ = ["MADE", "MAF", "IAF", "RealNVP", "Flow", "load", "save", "standard_normal_log_prob",
-           "datasets", "masks", "made", "timing", "train", "transforms", "vi"]
+__all__ = ["MADE", "MAF", "IAF", "RealNVP", "ConditionalMADE", "ConditionalMAF", "Flow", "load", "save",
+           "standard_normal_log_prob", "datasets", "masks", "made", "timing", "train", "transforms", "vi"]
 __version__ = "0.1.0"

@@ -20,8 +20,9 @@ a density, so the mixture integrates to 1. A mixture is not one bijection: this 
 ``forward`` of its own; each mask set does (``layer.inverse(params, x, k)``, ``layer.forward(params, z, k)``).
 
 Training: :meth:`OrderAgnosticMADE._train_log_prob` draws one mask set per step (the paper's per-minibatch
-resampling, restricted to the K fixed sets); ``fit`` uses it when its training loop supports the hook, and the
-ensemble ``log_prob`` for validation. Sampling chooses a mask set uniformly per point, then samples that MADE
+resampling, restricted to the K fixed sets); :func:`maf_numpy.train.fit` uses it for the training loss, with a
+generator unique to each step (reproducible from the seed and on resume), and the ensemble ``log_prob`` for
+validation. Sampling chooses a mask set uniformly per point, then samples that MADE
 (D sequential passes).
 
 References
@@ -203,8 +204,8 @@ class OrderAgnosticMADE(Flow):
         z, log_det_made = self.made_layer.inverse(params[-1], u, k)
         return standard_normal_log_prob(z) + log_det_made + log_det
 
-    def _log_prob_per_mask(self, params, x):
-        """log p_k(x) for every mask set, shape (n, K): K MADE passes."""
+    def _log_prob_per_mask(self, params, x, y=None):
+        """log p_k(x) for every mask set, shape (n, K): K MADE passes (``y``: no context, always None)."""
         u, log_det = self._standardize(params, x)
         columns = []
         for k in range(self.num_masks):
@@ -212,8 +213,8 @@ class OrderAgnosticMADE(Flow):
             columns.append(standard_normal_log_prob(z) + log_det_made)
         return np.stack(columns, axis=1) + log_det[:, None]
 
-    def _log_prob(self, params, x):
-        """The ensemble, log (1/K) sum_k p_k(x) = logsumexp_k log p_k(x) - log K, shape (n,)."""
+    def _log_prob(self, params, x, y=None):
+        """The ensemble, log (1/K) sum_k p_k(x) = logsumexp_k log p_k(x) - log K, shape (n,) (``y``: None)."""
         # math.log gives a Python float, which keeps a float32 flow in float32 (np.log would give float64)
         return logsumexp(self._log_prob_per_mask(params, x), axis=1) - math.log(self.num_masks)
 

@@ -167,8 +167,8 @@ def sequential_solver(name):
         set_sequential_solver(previous)
 
 
-def _use_sliced(params, v):
-    return _SOLVER["name"] == "sliced" and not is_traced(params, v)
+def _use_sliced(params, v, y=None):
+    return _SOLVER["name"] == "sliced" and not is_traced(params, v) and not isbox(y)
 
 
 def is_traced(params, v):
@@ -186,13 +186,39 @@ def is_traced(params, v):
 # ---------------------------------------------------------------------------------------------------
 # Affine autoregressive layers: MAF and IAF share the network, the maps and the solver.
 # ---------------------------------------------------------------------------------------------------
+def soft_clamp(alpha, c):
+    """The optional soft clamp of the log-scale: ``c * tanh(alpha / c)``, elementwise (any shape).
+
+    Smooth, increasing, equal to alpha near 0 (slope 1) and bounded by ``(-c, c)``, so one layer scales a
+    coordinate by at most ``exp(c)``. The layer stays an exact bijection and its log-det is still
+    ``sum(alpha)`` of the clamped alpha. The MAF paper uses the unconstrained ``exp(alpha)``, which stays
+    the default (``alpha_clamp=None``); the clamp is a stabiliser for deep stacks or large learning rates,
+    at the price of a bounded per-layer scale (DESIGN §5).
+    """
+    return c * np.tanh(alpha / c)
+
+
+def _clamped(combine, c):
+    """A sliced-solver ``combine`` whose alpha goes through :func:`soft_clamp` first."""
+    if c is None:
+        return combine
+    return lambda u_i, mu_i, alpha_i: combine(u_i, mu_i, c * onp.tanh(alpha_i / c))
+
+
 class _AffineAutoregressive:
-    """Shared structure of MAFLayer and IAFLayer: one MADE network (see :class:`MADENetwork`)."""
+    """Shared structure of MAFLayer and IAFLayer: one MADE network (see :class:`MADENetwork`).
+
+    ``context_dim = C > 0`` makes the layer conditional (MAF paper §3.4): its MADE reads ``[v, y]`` and
+    ``forward``/``inverse`` take the context ``y`` (n, C). ``alpha_clamp = c`` replaces alpha by
+    :func:`soft_clamp` ``(alpha, c)``; None (the default) is the paper's unconstrained form.
+    """
 
     def __init__(self, D, hidden=(64, 64), order="sequential", hidden_degrees="sequential",
-                 activation="relu", rng=None, degrees=None, dtype="float64"):
+                 activation="relu", rng=None, degrees=None, dtype="float64", context_dim=0, alpha_clamp=None):
         self.D = D
-        self.network = MADENetwork(D, hidden, order, hidden_degrees, activation, rng, degrees, dtype)
+        self.context_dim = context_dim
+        self.alpha_clamp = alpha_clamp
+        self.network = MADENetwork(D, hidden, order, hidden_degrees, activation, rng, degrees, dtype, context_dim)
 
     @property
     def degrees(self):
@@ -228,9 +254,17 @@ class _AffineAutoregressive:
     def init_params(self, rng):
         return self.network.init_params(rng)
 
-    def conditioner(self, params, v):
-        """(mu, alpha) = MADE(v), each (n, D): one network pass, counted in ``network.calls``."""
-        return self.network(params, v)
+    def conditioner(self, params, v, y=None):
+        """(mu, alpha) = MADE(v) (or MADE([v, y]) when conditional), each (n, D): one network pass, counted
+        in ``network.calls``; alpha soft-clamped when ``alpha_clamp`` is set."""
+        mu, alpha = self.network(params, v, y)
+        if self.alpha_clamp is not None:
+            alpha = soft_clamp(alpha, self.alpha_clamp)
+        return mu, alpha
+
+    def _solve(self, params, u, combine, y):
+        """The degree-sliced D-pass solver (see :func:`maf_numpy.made.solve_sliced`)."""
+        return self.network.solve(params, u, _clamped(combine, self.alpha_clamp), y)
 
     def get_state(self):
         return {f"degrees_{l}": m for l, m in enumerate(self.network.degrees)}
@@ -263,23 +297,24 @@ class MAFLayer(_AffineAutoregressive):
     passes and agree to rounding.
     """
 
-    def inverse(self, params, x):
-        """Normalise, x -> z, in one MADE pass (MAF §3.1). Returns (z, log|det dz/dx|)."""
-        mu, alpha = self.conditioner(params, x)
+    def inverse(self, params, x, y=None):
+        """Normalise, x -> z, in one MADE pass (MAF §3.1). Returns (z, log|det dz/dx|).
+        ``y`` (n, C): the context of a conditional layer (MAF §3.4), else None."""
+        mu, alpha = self.conditioner(params, x, y)
         return affine_inverse(x, mu, alpha)
 
-    def forward(self, params, z):
+    def forward(self, params, z, y=None):
         """Generate, z -> x, in D MADE passes (MAF §3.1). Returns (x, log|det dx/dz|).
 
         Pass k evaluates (mu, alpha) at the current x, whose coordinates of degree < k are already
         exact, so after D passes x is exact (:func:`solve_autoregressive`). With untraced params and z, the
         degree-sliced solver computes the same x with about one pass of arithmetic (:class:`MAFLayer`).
         """
-        if _use_sliced(params, z):
-            return self.network.solve(params, z, _maf_combine)
+        if _use_sliced(params, z, y):
+            return self._solve(params, z, _maf_combine, y)
 
         def step(x):
-            mu, alpha = self.conditioner(params, x)
+            mu, alpha = self.conditioner(params, x, y)
             return affine_forward(z, mu, alpha)
 
         return solve_autoregressive(step, self.D, z.shape, self.input_degrees, z.dtype)
@@ -294,12 +329,13 @@ class IAFLayer(_AffineAutoregressive):
     paper's §3.2 form with the same expressive power.)
     """
 
-    def forward(self, params, z):
-        """Generate, z -> x, in one MADE pass: MAF §3.2. Returns (x, log|det dx/dz|)."""
-        mu, alpha = self.conditioner(params, z)
+    def forward(self, params, z, y=None):
+        """Generate, z -> x, in one MADE pass: MAF §3.2. Returns (x, log|det dx/dz|).
+        ``y`` (n, C): the context of a conditional layer, else None."""
+        mu, alpha = self.conditioner(params, z, y)
         return affine_forward(z, mu, alpha)
 
-    def inverse(self, params, x):
+    def inverse(self, params, x, y=None):
         """Normalise, x -> z, in D MADE passes. Returns (z, log|det dz/dx|).
 
         Pass k evaluates (mu, alpha) at the current z, whose coordinates of degree < k are already
@@ -307,11 +343,11 @@ class IAFLayer(_AffineAutoregressive):
         degree-sliced solver computes the same z with about one pass of arithmetic
         (:func:`maf_numpy.made.solve_sliced`).
         """
-        if _use_sliced(params, x):
-            return self.network.solve(params, x, _iaf_combine)
+        if _use_sliced(params, x, y):
+            return self._solve(params, x, _iaf_combine, y)
 
         def step(z):
-            mu, alpha = self.conditioner(params, z)
+            mu, alpha = self.conditioner(params, z, y)
             return affine_inverse(x, mu, alpha)
 
         return solve_autoregressive(step, self.D, x.shape, self.input_degrees, x.dtype)

@@ -4,17 +4,14 @@ sets sharing one parameter dict, a mixture density that averages probabilities, 
 Oracles: a plain Gaussian MADE with the same order and degrees, the autograd Jacobian of (mu, alpha), an explicit
 log(mean(exp(...))), quadrature on a 2-D grid, central differences, and the saved file read back."""
 
-import inspect
-
 import autograd.numpy as np
 import numpy as onp
 import pytest
-from autograd import jacobian, value_and_grad
+from autograd import jacobian
 from autograd.test_util import check_grads
 from helpers import perturb
 
 import maf_numpy as mf
-from maf_numpy import train
 from maf_numpy.agnostic import OrderAgnosticMADE
 
 D = 3
@@ -149,56 +146,36 @@ def test_the_training_loss_uses_one_mask_set_drawn_from_the_step_generator(x):
     assert len(set(drawn)) == 4  # different steps use different mask sets
 
 
-def _short_training_run(flow, x_train, steps, seed):
-    """Adam on the per-step loss, one generator per step from the seed (the contract of fit's hook)."""
-    from autograd.misc import flatten
-
-    theta, unflatten = flatten(flow.params)
-    m, v = onp.zeros_like(theta), onp.zeros_like(theta)
-    masks_used = []
-    for step in range(1, steps + 1):
-        rng = onp.random.default_rng([seed, step])
-        masks_used.append(int(onp.random.default_rng([seed, step]).integers(flow.num_masks)))
-        batch = x_train[(step * 64) % len(x_train):][:64]
-        loss, g = value_and_grad(lambda t, batch=batch, rng=rng:
-                                 -np.sum(flow._train_log_prob(unflatten(t), batch, rng)) / 64)(theta)
-        theta, m, v = train.adam_step(theta, g, m, v, step, 1e-2)
-    flow.params = unflatten(theta)
-    return masks_used
-
-
-def test_a_short_per_step_mask_training_run_lowers_the_ensemble_nll_and_is_reproducible():
-    x_train = mf.datasets.toy("fig1", 512, rng=0)
-    runs = []
-    for _ in range(2):
-        flow = OrderAgnosticMADE(2, (16,), num_masks=4, rng=0)
-        flow.layers[0].fit(x_train)
-        before = -onp.mean(flow.log_prob(x_train))
-        masks_used = _short_training_run(flow, x_train, 60, seed=5)
-        runs.append((masks_used, flow.log_prob(x_train)))
-        assert -onp.mean(runs[-1][1]) < before - 0.1
-    assert runs[0][0] == runs[1][0] and len(set(runs[0][0])) == 4
-    assert onp.array_equal(runs[0][1], runs[1][1])
-
-
-@pytest.mark.skipif("_train_log_prob" not in inspect.getsource(train),
-                    reason="fit does not use a flow's _train_log_prob yet (the hook lands in train.py)")
-def test_fit_draws_one_mask_set_per_step_reproducibly_from_its_seed():
+def _fit_recording_masks(steps, seed):
+    """fit a small flow, recording the mask set each training step draws (peeked from fit's step generator)."""
     x_train = mf.datasets.toy("fig1", 400, rng=0)
-    sequences = []
-    for _ in range(2):
-        flow = OrderAgnosticMADE(2, (8,), num_masks=4, rng=0)
-        drawn, original = [], flow._train_log_prob
+    flow = OrderAgnosticMADE(2, (8,), num_masks=4, rng=0)
+    drawn, train_log_prob = [], flow._train_log_prob
 
-        def spy(params, x, rng, original=original, drawn=drawn):
-            drawn.append(_peek(rng, 4))
-            return original(params, x, rng)
+    def spy(params, x, rng):
+        drawn.append(_peek(rng, flow.num_masks))
+        return train_log_prob(params, x, rng)
 
-        flow._train_log_prob = spy
-        flow.fit(x_train, steps=12, batch_size=50, progress=False, rng=3)
-        sequences.append(drawn)
-    assert len(sequences[0]) == 12  # once per Adam step (validation uses the ensemble, not this)
-    assert sequences[0] == sequences[1] and len(set(sequences[0])) > 1
+    flow._train_log_prob = spy
+    before = -onp.mean(flow.log_prob(x_train))
+    history = flow.fit(x_train, steps=steps, batch_size=50, lr=1e-2, progress=False, rng=seed)
+    return drawn, flow, before, -onp.mean(flow.log_prob(x_train)), history
+
+
+def test_fit_draws_one_mask_set_per_step_reproducibly_from_its_seed():
+    drawn, flow, _, _, history = _fit_recording_masks(12, seed=3)
+    assert len(drawn) == 12  # once per Adam step (validation uses the ensemble, not this)
+    assert len(set(drawn)) > 1  # different steps, different mask sets
+    again, flow_again, _, _, _ = _fit_recording_masks(12, seed=3)
+    assert again == drawn
+    assert onp.array_equal(flow_again.log_prob(onp.zeros((2, 2))), flow.log_prob(onp.zeros((2, 2))))
+    other, _, _, _, _ = _fit_recording_masks(12, seed=4)
+    assert other != drawn
+
+
+def test_a_short_fit_with_one_mask_set_per_step_lowers_the_ensemble_nll():
+    _, _, before, after, history = _fit_recording_masks(60, seed=0)
+    assert after < before - 0.1, f"ensemble NLL {before:.3f} -> {after:.3f}"
 
 
 def _peek(rng, K):
@@ -262,3 +239,29 @@ def test_bad_input_is_refused_and_there_is_no_single_bijection(x):
     for method in (flow.inverse, flow.forward, flow.trace_inverse):
         with pytest.raises(NotImplementedError, match="mixture"):
             method(x)
+
+
+def test_a_run_interrupted_and_resumed_from_its_checkpoint_draws_the_same_masks_and_ends_bit_identical(tmp_path):
+    x_train = mf.datasets.toy("fig1", 400, rng=0)
+
+    def run(interrupt_at=None, resume=None):
+        flow = OrderAgnosticMADE(2, (8,), num_masks=4, rng=0)
+        drawn, train_log_prob = [], flow._train_log_prob
+
+        def spy(params, x, rng):
+            if len(drawn) == interrupt_at:
+                raise KeyboardInterrupt
+            drawn.append(_peek(rng, flow.num_masks))
+            return train_log_prob(params, x, rng)
+
+        flow._train_log_prob = spy
+        history = flow.fit(x_train, steps=20, batch_size=50, lr=1e-2, progress=False, rng=1, val_every=5,
+                           checkpoint=tmp_path / "run.npz", resume=resume)
+        return flow, drawn, history
+
+    flow, drawn, _ = run()
+    _, first, history = run(interrupt_at=8)
+    assert history["status"] == "interrupted" and len(first) == 8
+    resumed, second, history = run(resume=tmp_path / "run.npz")
+    assert history["status"] == "completed" and first + second == drawn
+    assert onp.array_equal(resumed.log_prob(x_train), flow.log_prob(x_train))
