@@ -29,6 +29,7 @@ import zlib
 import numpy as np
 from numpy.lib.npyio import NpzFile
 
+from .agnostic import OrderAgnosticMADE
 from .flows import IAF, MADE, MAF, ConditionalMADE, ConditionalMAF, RealNVP
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "CHECKPOINT_FORMAT_NAME", "save", "load", "atomic_savez"]
@@ -36,7 +37,7 @@ __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "CHECKPOINT_FORMAT_NAME", "save", "l
 FORMAT_NAME = "maf_numpy"
 FORMAT_VERSION = 1
 CHECKPOINT_FORMAT_NAME = "maf_numpy-checkpoint"  # written by train.fit(checkpoint=...), read by resume=
-CLASSES = {cls.__name__: cls for cls in (MADE, MAF, IAF, RealNVP, ConditionalMADE, ConditionalMAF)}
+CLASSES = {cls.__name__: cls for cls in (MADE, MAF, IAF, RealNVP, ConditionalMADE, ConditionalMAF, OrderAgnosticMADE)}
 HEADER_KEYS = ("__format__", "__version__", "__config__")
 # What a damaged archive can raise while it is opened or an entry is read.
 _READ_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError, NotImplementedError)
