@@ -126,7 +126,16 @@ class Flow:
 
     def _log_prob(self, params, x):
         z, log_det = self._inverse(params, x)
-        return standard_normal_log_prob(z) + log_det
+        return self._base_log_prob(params, z) + log_det
+
+    # --- the base density: N(0, I) here; a flow with another base (maf_numpy.mog) overrides these two ---
+    def _base_log_prob(self, params, z):
+        """log p_base(z), shape (n,): the standard normal, log N(z; 0, I)."""
+        return standard_normal_log_prob(z)
+
+    def _base_sample(self, params, n, rng):
+        """n draws from the base, shape (n, D): z ~ N(0, I), drawn in float64 and cast to the flow's dtype."""
+        return self._cast(rng.standard_normal((n, self.dim)))
 
     # --- public methods: validate, choose params, count passes, call the pure function -------------
     def _cast(self, x):
@@ -189,9 +198,8 @@ class Flow:
         n = check_positive_int(n, "n")
         rng = as_generator(rng)
         params = self._params(params)
-        z = self._cast(rng.standard_normal((n, self.dim)))
         with self._counting_passes():
-            x = self._forward(params, z)[0]
+            x = self._forward(params, self._base_sample(params, n, rng))[0]
         return warn_if_not_finite(x, "sample", "the base draws z")
 
     def trace_inverse(self, x, params=None):
