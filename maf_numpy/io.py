@@ -29,13 +29,14 @@ import numpy as np
 from numpy.lib.npyio import NpzFile
 
 from .flows import IAF, MADE, MAF, RealNVP
+from .mog import MADEMoG, MAFMoG
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "CHECKPOINT_FORMAT_NAME", "save", "load", "atomic_savez"]
 
 FORMAT_NAME = "maf_numpy"
 FORMAT_VERSION = 1
 CHECKPOINT_FORMAT_NAME = "maf_numpy-checkpoint"  # written by train.fit(checkpoint=...), read by resume=
-CLASSES = {cls.__name__: cls for cls in (MADE, MAF, IAF, RealNVP)}
+CLASSES = {cls.__name__: cls for cls in (MADE, MAF, IAF, RealNVP, MADEMoG, MAFMoG)}
 HEADER_KEYS = ("__format__", "__version__", "__config__")
 # What a damaged archive can raise while it is opened or an entry is read.
 _READ_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError, NotImplementedError)
