@@ -14,17 +14,19 @@ Modules, in dependency order: ``masks`` (MADE degrees and masks) -> ``made`` (th
 ``datasets``, ``io``, ``plotting`` and the command line (``python -m maf_numpy``) sit on top.
 """
 
-from . import agnostic, datasets, made, masks, timing, train, transforms, vi
+from . import agnostic, datasets, made, masks, mog, timing, train, transforms, vi
 from .agnostic import OrderAgnosticMADE
 from .flows import IAF, MADE, MAF, ConditionalMADE, ConditionalMAF, Flow, RealNVP, standard_normal_log_prob
 from .io import load, save
+from .mog import ConditionalMAFMoG, MADEMoG, MAFMoG
 
 __all__ = [
     # flows
-    "MADE", "MAF", "IAF", "RealNVP", "ConditionalMADE", "ConditionalMAF", "OrderAgnosticMADE", "Flow",
+    "MADE", "MAF", "IAF", "RealNVP", "MADEMoG", "MAFMoG", "ConditionalMADE", "ConditionalMAF", "ConditionalMAFMoG",
+    "OrderAgnosticMADE", "Flow",
     # files and the base density
     "load", "save", "standard_normal_log_prob",
     # modules
-    "agnostic", "datasets", "masks", "made", "timing", "train", "transforms", "vi",
+    "agnostic", "datasets", "masks", "made", "mog", "timing", "train", "transforms", "vi",
 ]
 __version__ = "0.1.0"

@@ -139,7 +139,16 @@ class Flow:
 
     def _log_prob(self, params, x, y=None):
         z, log_det = self._inverse(params, x, y)
-        return standard_normal_log_prob(z) + log_det
+        return self._base_log_prob(params, z, y) + log_det
+
+    # --- the base density: N(0, I) here; a flow with another base (maf_numpy.mog) overrides these two ---
+    def _base_log_prob(self, params, z, y=None):
+        """log p_base(z), shape (n,): the standard normal, log N(z; 0, I). (y: a conditional base's context.)"""
+        return standard_normal_log_prob(z)
+
+    def _base_sample(self, params, n, rng, y=None):
+        """n draws from the base, shape (n, D): z ~ N(0, I), drawn in float64 and cast to the flow's dtype."""
+        return self._cast(rng.standard_normal((n, self.dim)))
 
     # --- public methods: validate, choose params, count passes, call the pure function -------------
     def _cast(self, x):
@@ -219,9 +228,8 @@ class Flow:
         y = self._context(y, n)
         rng = as_generator(rng)
         params = self._params(params)
-        z = self._cast(rng.standard_normal((n, self.dim)))
         with self._counting_passes():
-            x = self._forward(params, z, y)[0]
+            x = self._forward(params, self._base_sample(params, n, rng, y), y)[0]
         return warn_if_not_finite(x, "sample", "the base draws z")
 
     def _context(self, y, n):

@@ -31,13 +31,15 @@ from numpy.lib.npyio import NpzFile
 
 from .agnostic import OrderAgnosticMADE
 from .flows import IAF, MADE, MAF, ConditionalMADE, ConditionalMAF, RealNVP
+from .mog import ConditionalMAFMoG, MADEMoG, MAFMoG
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "CHECKPOINT_FORMAT_NAME", "save", "load", "atomic_savez"]
 
 FORMAT_NAME = "maf_numpy"
 FORMAT_VERSION = 1
 CHECKPOINT_FORMAT_NAME = "maf_numpy-checkpoint"  # written by train.fit(checkpoint=...), read by resume=
-CLASSES = {cls.__name__: cls for cls in (MADE, MAF, IAF, RealNVP, ConditionalMADE, ConditionalMAF, OrderAgnosticMADE)}
+CLASSES = {cls.__name__: cls for cls in (MADE, MAF, IAF, RealNVP, MADEMoG, MAFMoG, ConditionalMADE, ConditionalMAF,
+                                         ConditionalMAFMoG, OrderAgnosticMADE)}
 HEADER_KEYS = ("__format__", "__version__", "__config__")
 # What a damaged archive can raise while it is opened or an entry is read.
 _READ_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError, NotImplementedError)

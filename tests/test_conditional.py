@@ -208,3 +208,42 @@ def test_alpha_clamp_must_be_a_positive_number():
             mf.MAF(2, alpha_clamp=bad)
     with pytest.raises(TypeError, match="alpha_clamp"):
         mf.MADE(2, alpha_clamp="3")
+
+
+# --- the conditional MAF MoG: the MAF layers and the mixture base both read y ---------------------------------
+def _mog(rng, D=2, C=3):
+    flow = mf.ConditionalMAFMoG(D, C, num_layers=2, hidden=(12,), components=3, activation="tanh", rng=0)
+    flow.params = perturb(flow.params, rng, 0.2)
+    return flow
+
+
+def test_the_conditional_maf_mog_density_integrates_to_one_for_each_context(rng):
+    flow = _mog(rng)
+    g = onp.linspace(-14, 14, 561)
+    grid = onp.stack(onp.meshgrid(g, g), -1).reshape(-1, 2)
+    for y in (onp.array([1.0, 0.0, 0.0]), onp.array([0.0, -1.0, 2.0])):
+        inside = onp.sum(onp.exp(flow.log_prob(grid, y))) * (g[1] - g[0]) ** 2
+        outside = onp.mean(onp.any(onp.abs(flow.sample(100_000, y, rng=0)) > 14, axis=1))
+        assert abs(inside + outside - 1) < 3e-3, f"mass {inside:.5f} + {outside:.5f} for y = {y}"
+
+
+def test_the_mixture_base_of_the_first_dimension_changes_with_the_context(rng):
+    flow = _mog(rng, D=3)
+    x = rng.standard_normal((4, 3))
+    first = flow.base.order[0]
+    mu_a, alpha_a, log_w_a = flow.conditionals(x, onp.array([1.0, 0.0, 0.0]))
+    mu_b, alpha_b, log_w_b = flow.conditionals(x, onp.array([0.0, 1.0, 0.0]))
+    for a, b in ((mu_a, mu_b), (alpha_a, alpha_b), (log_w_a, log_w_b)):
+        assert onp.all(onp.abs(a[:, first] - b[:, first]) > 1e-7)
+
+
+def test_the_conditional_maf_mog_saves_loads_and_gradients_match_finite_differences(rng, tmp_path):
+    flow = _mog(rng)
+    x, y = rng.standard_normal((5, 2)), rng.standard_normal((5, 3))
+    flow.save(tmp_path / "m.npz")
+    loaded = mf.load(tmp_path / "m.npz")
+    assert type(loaded) is mf.ConditionalMAFMoG
+    assert onp.array_equal(loaded.log_prob(x, y), flow.log_prob(x, y))
+    assert onp.array_equal(loaded.sample(3, y[:3], rng=1), flow.sample(3, y[:3], rng=1))
+    onp.random.seed(0)
+    check_grads(lambda p: np.sum(flow.log_prob(x, y, params=p)), modes=["rev"], order=1)(flow.params)
