@@ -32,6 +32,8 @@ FLOWS = {
     "MAF": mf.MAF(D, num_layers=2, hidden=(6,), rng=0),
     "IAF": mf.IAF(D, num_layers=2, hidden=(6,), rng=0),
     "RealNVP": mf.RealNVP(D, num_layers=2, hidden=(6,), rng=0),
+    "MAFMoG": mf.MAFMoG(D, num_layers=2, hidden=(6,), components=3, rng=0),
+    "MAF-batch-norm": mf.MAF(D, num_layers=2, hidden=(6,), rng=0, batch_norm=True),
 }
 GOOD = onp.random.default_rng(0).normal(size=(12, D))
 # errors: the exception types that count as a proper refusal (FileNotFoundError only for a missing file)

@@ -19,6 +19,9 @@ FLOWS = {
     "MAF": lambda: mf.MAF(D, num_layers=2, hidden=(8, 8), rng=0),
     "IAF": lambda: mf.IAF(D, num_layers=2, hidden=(8, 8), rng=0),
     "RealNVP": lambda: mf.RealNVP(D, num_layers=2, hidden=(8, 8), rng=0),
+    "MADEMoG": lambda: mf.MADEMoG(D, hidden=(8, 8), components=3, rng=0),
+    "MAFMoG": lambda: mf.MAFMoG(D, num_layers=2, hidden=(8, 8), components=3, rng=0),
+    "MAF-batch-norm": lambda: mf.MAF(D, num_layers=2, hidden=(8, 8), rng=0, batch_norm=True),
 }
 
 GOOD = onp.random.default_rng(0).normal(size=(20, D))
@@ -393,7 +396,7 @@ def test_a_fresh_flow_gives_finite_log_prob_up_to_ten_units_from_the_origin(flow
 
 
 @pytest.mark.parametrize("scale", [1e2, 1e4, 1e6])
-@pytest.mark.parametrize("flow_name", FLOWS)
+@pytest.mark.parametrize("flow_name", [name for name in FLOWS if hasattr(mf, name)])
 def test_extreme_inputs_give_finite_log_prob_or_a_runtime_warning(flow_name, scale):
     """Documented behaviour: the unconstrained exp(alpha) (DESIGN §5) overflows float64 for |x| far
     outside the data (a fresh default-size MAF from |x| ~ 30 on, since its Standardize layer is still the
