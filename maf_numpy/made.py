@@ -173,16 +173,18 @@ def _made_pass_vjp(argnums, out, args, kwargs):
         g_mu, g_alpha, *g_hidden = g
         inputs = [x, *hidden]  # inputs[l] feeds layer l + 1 (h_0 = x)
         M_V = masks[-1]
+        wrt_params = 0 in argnums  # with respect to x only (an IAF's implicit backward pass): no weight gradients
         grad = {"W_mu": M_V * (inputs[-1].T @ g_mu), "b_mu": np.sum(g_mu, axis=0),
-                "W_alpha": M_V * (inputs[-1].T @ g_alpha), "b_alpha": np.sum(g_alpha, axis=0)}
+                "W_alpha": M_V * (inputs[-1].T @ g_alpha), "b_alpha": np.sum(g_alpha, axis=0)} if wrt_params else {}
         g_h = g_mu @ (M_V * params["W_mu"]).T + g_alpha @ (M_V * params["W_alpha"]).T
         grad_W, grad_b = [], []
         for l in range(len(hidden) - 1, -1, -1):
             h = hidden[l]
             g_h = g_h + g_hidden[l]  # zero unless someone used the hidden activations themselves
             g_a = g_h * (h > 0) if activation == "relu" else g_h * (1 - h * h)
-            grad_W.append(masks[l] * (inputs[l].T @ g_a))
-            grad_b.append(np.sum(g_a, axis=0))
+            if wrt_params:
+                grad_W.append(masks[l] * (inputs[l].T @ g_a))
+                grad_b.append(np.sum(g_a, axis=0))
             if l > 0 or 1 in argnums:
                 g_h = g_a @ (masks[l] * params["W"][l]).T
         grad["W"], grad["b"] = grad_W[::-1], grad_b[::-1]
@@ -331,16 +333,20 @@ def _made_pass_blocked_vjp(argnums, out, args, kwargs):
                 h = hidden[l]
                 g_a = g_h * (h > 0) if activation == "relu" else g_h * (1 - h * h)
             h_in = inputs[l]
-            dW = onp.zeros((h_in.shape[1], g_a.shape[1]), dtype=onp.result_type(h_in, g_a))
+            dtype = onp.result_type(h_in, g_a)
+            dW = onp.zeros((h_in.shape[1], g_a.shape[1]), dtype=dtype) if 0 in argnums else None
             need_input = l > 0 or 1 in argnums
             if need_input:
                 V = weights[l]
-                g_h = onp.zeros(h_in.shape, dtype=dW.dtype)
+                g_h = onp.zeros(h_in.shape, dtype=dtype)
             for c0, c1, r in layer["blocks"]:
                 g_block = g_a[:, c0:c1]
-                onp.matmul(h_in[:, :r].T, g_block, out=dW[:r, c0:c1])
+                if dW is not None:
+                    onp.matmul(h_in[:, :r].T, g_block, out=dW[:r, c0:c1])
                 if need_input and r > 0:
                     g_h[:, :r] += g_block @ V[:r, c0:c1].T
+            if dW is None:
+                continue
             dW *= layer["M"]
             dW = dW[layer["inv_in"]].take(layer["inv_out"], axis=1)
             db = onp.sum(g_a, axis=0)[layer["inv_out"]]
