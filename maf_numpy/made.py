@@ -136,6 +136,11 @@ def _holds_boxes(tree):
     return isbox(tree)
 
 
+def _masked(M, W):
+    """``M * W``, skipping the copy when the layer is unmasked (M is the float 1.0: a plain MLP, RealNVP)."""
+    return W if isinstance(M, float) and M == 1.0 else M * W
+
+
 @primitive
 def made_pass(params, x, masks, activation):
     """The forward pass of :func:`made_apply` as one primitive: returns ``(mu, alpha, h_1, ..., h_L)``.
@@ -146,11 +151,11 @@ def made_pass(params, x, masks, activation):
     act = ACTIVATIONS[activation]
     hidden, h = [], x
     for W, b, M in zip(params["W"], params["b"], masks[:-1]):
-        h = act(h @ (M * W) + b)
+        h = act(h @ _masked(M, W) + b)
         hidden.append(h)
     M_V = masks[-1]
-    mu = h @ (M_V * params["W_mu"]) + params["b_mu"]
-    alpha = h @ (M_V * params["W_alpha"]) + params["b_alpha"]
+    mu = h @ _masked(M_V, params["W_mu"]) + params["b_mu"]
+    alpha = h @ _masked(M_V, params["W_alpha"]) + params["b_alpha"]
     return (mu, alpha, *hidden)
 
 
@@ -174,19 +179,20 @@ def _made_pass_vjp(argnums, out, args, kwargs):
         inputs = [x, *hidden]  # inputs[l] feeds layer l + 1 (h_0 = x)
         M_V = masks[-1]
         wrt_params = 0 in argnums  # with respect to x only (an IAF's implicit backward pass): no weight gradients
-        grad = {"W_mu": M_V * (inputs[-1].T @ g_mu), "b_mu": np.sum(g_mu, axis=0),
-                "W_alpha": M_V * (inputs[-1].T @ g_alpha), "b_alpha": np.sum(g_alpha, axis=0)} if wrt_params else {}
-        g_h = g_mu @ (M_V * params["W_mu"]).T + g_alpha @ (M_V * params["W_alpha"]).T
+        grad = {"W_mu": _masked(M_V, inputs[-1].T @ g_mu), "b_mu": np.sum(g_mu, axis=0),
+                "W_alpha": _masked(M_V, inputs[-1].T @ g_alpha),
+                "b_alpha": np.sum(g_alpha, axis=0)} if wrt_params else {}
+        g_h = g_mu @ _masked(M_V, params["W_mu"]).T + g_alpha @ _masked(M_V, params["W_alpha"]).T
         grad_W, grad_b = [], []
         for l in range(len(hidden) - 1, -1, -1):
             h = hidden[l]
             g_h = g_h + g_hidden[l]  # zero unless someone used the hidden activations themselves
             g_a = g_h * (h > 0) if activation == "relu" else g_h * (1 - h * h)
             if wrt_params:
-                grad_W.append(masks[l] * (inputs[l].T @ g_a))
+                grad_W.append(_masked(masks[l], inputs[l].T @ g_a))
                 grad_b.append(np.sum(g_a, axis=0))
             if l > 0 or 1 in argnums:
-                g_h = g_a @ (masks[l] * params["W"][l]).T
+                g_h = g_a @ _masked(masks[l], params["W"][l]).T
         grad["W"], grad["b"] = grad_W[::-1], grad_b[::-1]
         return tuple(grad if argnum == 0 else g_h for argnum in argnums)
 
