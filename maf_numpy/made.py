@@ -186,7 +186,8 @@ def _made_pass_vjp(argnums, out, args, kwargs):
         grad_W, grad_b = [], []
         for l in range(len(hidden) - 1, -1, -1):
             h = hidden[l]
-            g_h = g_h + g_hidden[l]  # zero unless someone used the hidden activations themselves
+            if g_hidden[l] is not None:  # None or zero unless someone used the hidden activations themselves
+                g_h = g_h + g_hidden[l]
             g_a = g_h * (h > 0) if activation == "relu" else g_h * (1 - h * h)
             if wrt_params:
                 grad_W.append(_masked(masks[l], inputs[l].T @ g_a))

@@ -38,7 +38,17 @@ from autograd import make_vjp
 from autograd.extend import defvjp, defvjp_argnums, primitive
 from autograd.tracer import isbox
 
-from .made import MADENetwork, _holds_boxes, init_made_params, made_apply, solve_sliced
+from .made import (
+    MADENetwork,
+    _holds_boxes,
+    _made_pass_blocked_vjp,
+    _made_pass_vjp,
+    init_made_params,
+    made_apply,
+    made_pass,
+    made_pass_blocked,
+    solve_sliced,
+)
 from .masks import two_group_degrees
 
 __all__ = [
@@ -310,6 +320,45 @@ defvjp(_signed_sum, lambda out, alpha, sign: lambda g: (sign * g)[..., None] * n
 
 
 @primitive
+def _maf_normalise(params, x, network):
+    """:meth:`MAFLayer.inverse` as one autograd primitive: the MADE pass, then z = (x - mu) * exp(-alpha) and
+    log|det dz/dx| = -sum_i alpha_i, the same numbers as ``network(params, x)`` followed by
+    :func:`affine_inverse`. Returns ``(z, log_det, out)`` with ``out`` the MADE pass's own outputs
+    (:func:`maf_numpy.made.made_pass` or, with a block plan, :func:`maf_numpy.made.made_pass_blocked`), kept
+    for the backward pass. One node per layer instead of five: a small training step spends much of its time
+    in autograd's bookkeeping."""
+    if network.plan is None:
+        out = made_pass(params, x, network.masks, network.activation)
+    else:
+        out = made_pass_blocked(params, x, network.plan, network.activation)
+    mu, alpha = out[0], out[1]
+    return (x - mu) * onp.exp(-alpha), -onp.sum(alpha, axis=-1), out
+
+
+def _maf_normalise_vjp(argnums, ans, args, kwargs):
+    # chain rule through the affine map into the MADE's own backward pass:
+    #   g_mu = -g_z exp(-alpha),  g_alpha = -g_z z - g_log_det,  and x also gets g_z exp(-alpha) directly
+    params, x, network = args
+    z, _, out = ans
+    scale = np.exp(-out[1])
+    if network.plan is None:
+        made_vjp = _made_pass_vjp(argnums, out, (params, x, network.masks, network.activation), {})
+    else:
+        made_vjp = _made_pass_blocked_vjp(argnums, out, (params, x, network.plan, network.activation), {})
+
+    def vjp(g):
+        g_z, g_log_det = g[0], g[1]
+        g_x = g_z * scale
+        grads = made_vjp((-g_x, -g_z * z - g_log_det[..., None]) + (None,) * (len(out) - 2))
+        return tuple(grad + g_x if argnum == 1 else grad for argnum, grad in zip(argnums, grads))
+
+    return vjp
+
+
+defvjp_argnums(_maf_normalise, _maf_normalise_vjp)
+
+
+@primitive
 def _coupling_affine(v, mu, alpha, A, B, unpermute, inverse):
     """An affine coupling map in one primitive: the A columns of v pass through, the B columns get
     ``(v_B - mu) * exp(-alpha)`` (``inverse``, x -> z) or ``v_B * exp(alpha) + mu`` (z -> x). The same
@@ -401,8 +450,13 @@ class MAFLayer(_AffineAutoregressive):
     def inverse(self, params, x):
         """Normalise, x -> z, in one MADE pass (MAF §3.1). Returns (z, log|det dz/dx|).
 
-        :func:`affine_inverse` written as two autograd primitives (the same numbers, fewer nodes)."""
-        mu, alpha = self.conditioner(params, x)
+        That is ``mu, alpha = self.conditioner(params, x)`` then :func:`affine_inverse`, run here as one
+        autograd primitive (the same numbers, fewer autograd nodes: :func:`_maf_normalise`)."""
+        if isbox(params) or not _holds_boxes(params):
+            self.network.calls += 1
+            out = _maf_normalise(params, x, self.network)
+            return out[0], out[1]  # indexing, not unpacking: no autograd node for the third output
+        mu, alpha = self.conditioner(params, x)  # a plain container holding traced arrays: layer by layer
         return _normalise(x, mu, alpha), _signed_sum(alpha, -1.0)
 
     def forward(self, params, z):

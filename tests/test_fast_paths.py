@@ -368,3 +368,41 @@ def test_iaf_density_gradient_by_the_implicit_function_theorem_equals_the_refere
     with transforms.sequential_solver("reference"):
         reference = objective(params, x)
     onp.testing.assert_allclose(objective(params, x), reference, rtol=1e-12)
+
+
+@pytest.mark.parametrize("D, hidden, order, activation, wide", [
+    (1, (4,), "sequential", "relu", False),
+    (3, (8, 8), "reversed", "tanh", False),
+    (6, (5,), "random", "relu", False),
+    (20, (260,), "random", "relu", True),  # a block plan: the fused primitive runs made_pass_blocked
+    (18, (256, 64), "sequential", "tanh", True),
+])
+def test_maf_layer_inverse_primitive_equals_the_layer_by_layer_made_and_affine_map(D, hidden, order, activation,
+                                                                                   wide):
+    """MAFLayer.inverse (MADE + affine map + log-det as one primitive) against made_apply_by_layer followed by
+    affine_inverse, differentiated by autograd: same z and log-det, same gradients for params, x and both."""
+    rng = onp.random.default_rng(D)
+    layer = transforms.MAFLayer(D, hidden, mf.masks.make_order(D, order, rng), "sequential", activation, rng)
+    assert (layer.network.plan is not None) == wide
+    params = perturb(layer.init_params(rng), rng, scale=0.3 if not wide else 0.02)
+    x = rng.standard_normal((7, D))
+    g_z, g_log_det = rng.standard_normal((7, D)), rng.standard_normal(7)
+
+    def reference(p, v):
+        return affine_inverse(v, *made.made_apply_by_layer(p, v, layer.masks, activation))
+
+    def objective(inverse):
+        def value(p, v):
+            z, log_det = inverse(p, v)
+            return anp.sum(g_z * z) + anp.sum(g_log_det * log_det)
+
+        return value
+
+    layer.calls = 0
+    for ours, expected in zip(layer.inverse(params, x), reference(params, x)):
+        onp.testing.assert_allclose(ours, expected, rtol=TOL, atol=TOL)
+    assert layer.calls == 1
+    for argnums in (0, 1, (0, 1)):
+        ours = grad(objective(layer.inverse), argnums)(params, x)
+        expected = grad(objective(reference), argnums)(params, x)
+        onp.testing.assert_allclose(flatten(ours)[0], flatten(expected)[0], rtol=TOL, atol=TOL)
