@@ -18,6 +18,9 @@ Parameters of one MADE with ``hidden=(H_1, ..., H_L)``::
 Each masked layer is one autograd primitive, :func:`masked_dense`, whose backward pass is written out by
 hand (fewer autograd nodes: a faster training step, DESIGN §7). :func:`solve_sliced` is the fast D-pass
 solver of MAF sampling and IAF density evaluation: the same D sequential steps, about one pass of work.
+:func:`made_pass_blocked` is the same pass for wide networks, with the units sorted by degree so that every
+mask is block triangular and the zero blocks of ``M * W`` are skipped (:func:`block_plan`): a MADE need
+not pay for the weights its masks cut.
 
 The same function with ``masks=None`` is a plain MLP; the affine coupling layer of RealNVP uses it as its
 conditioner (a MADE whose inputs have only two degrees).
