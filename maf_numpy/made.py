@@ -18,6 +18,9 @@ Parameters of one MADE with ``hidden=(H_1, ..., H_L)``::
 Each masked layer is one autograd primitive, :func:`masked_dense`, whose backward pass is written out by
 hand (fewer autograd nodes: a faster training step, DESIGN §7). :func:`solve_sliced` is the fast D-pass
 solver of MAF sampling and IAF density evaluation: the same D sequential steps, about one pass of work.
+:func:`made_pass_blocked` is the same pass for wide networks, with the units sorted by degree so that every
+mask is block triangular and the zero blocks of ``M * W`` are skipped (:func:`block_plan`): a MADE need
+not pay for the weights its masks cut.
 
 The same function with ``masks=None`` is a plain MLP; the affine coupling layer of RealNVP uses it as its
 conditioner (a MADE whose inputs have only two degrees).
@@ -31,13 +34,15 @@ NeurIPS 2017, arXiv:1705.07057.
 
 import autograd.numpy as np
 import numpy as onp
+from autograd import grad as _grad
 from autograd.extend import defvjp, defvjp_argnums, primitive
 from autograd.tracer import getval, isbox
 
 from . import masks as _masks
 
 __all__ = ["ACTIVATIONS", "masked_dense", "made_apply", "made_apply_by_layer", "made_pass", "init_made_params",
-           "MADENetwork", "degree_slices", "solve_sliced"]
+           "MADENetwork", "degree_slices", "solve_sliced", "block_plan", "blocked_products_pay", "made_pass_blocked",
+           "BLOCKED_PRODUCTS"]
 
 
 def _relu(a):
@@ -84,7 +89,7 @@ defvjp(masked_dense,
        lambda out, h, W, b, M: lambda g: np.sum(g, axis=0))
 
 
-def made_apply(params, x, masks=None, activation="relu"):
+def made_apply(params, x, masks=None, activation="relu", plan=None):
     """Compute the Gaussian conditionals' parameters in one masked pass (MAF §3.1).
 
         h_l = act(h_{l-1} @ (M_l * W_l) + b_l),   mu = h_L @ (M_V * W_mu) + b_mu,
@@ -105,6 +110,9 @@ def made_apply(params, x, masks=None, activation="relu"):
         ``L + 1`` masks from :func:`maf_numpy.masks.made_masks`; the last one masks both heads. ``None``
         means a fully connected network.
     activation : {"relu", "tanh"}
+    plan : dict or None
+        A :func:`block_plan` of these masks: then the pass runs :func:`made_pass_blocked`, which skips the
+        zero blocks of the masked weights (the same numbers up to rounding). ``None``: the plain products.
 
     Returns
     -------
@@ -116,7 +124,10 @@ def made_apply(params, x, masks=None, activation="relu"):
         masks = [1.0] * (len(getval(params)["W"]) + 1)
     if not isbox(params) and _holds_boxes(params):
         return made_apply_by_layer(params, x, masks, activation)
-    out = made_pass(params, x, masks, activation)
+    if plan is None:
+        out = made_pass(params, x, masks, activation)
+    else:
+        out = made_pass_blocked(params, x, plan, activation)
     return out[0], out[1]
 
 
@@ -126,6 +137,11 @@ def _holds_boxes(tree):
     if isinstance(tree, (list, tuple)):
         return any(_holds_boxes(value) for value in tree)
     return isbox(tree)
+
+
+def _masked(M, W):
+    """``M * W``, skipping the copy when the layer is unmasked (M is the float 1.0: a plain MLP, RealNVP)."""
+    return W if isinstance(M, float) and M == 1.0 else M * W
 
 
 @primitive
@@ -138,11 +154,11 @@ def made_pass(params, x, masks, activation):
     act = ACTIVATIONS[activation]
     hidden, h = [], x
     for W, b, M in zip(params["W"], params["b"], masks[:-1]):
-        h = act(h @ (M * W) + b)
+        h = act(h @ _masked(M, W) + b)
         hidden.append(h)
     M_V = masks[-1]
-    mu = h @ (M_V * params["W_mu"]) + params["b_mu"]
-    alpha = h @ (M_V * params["W_alpha"]) + params["b_alpha"]
+    mu = h @ _masked(M_V, params["W_mu"]) + params["b_mu"]
+    alpha = h @ _masked(M_V, params["W_alpha"]) + params["b_alpha"]
     return (mu, alpha, *hidden)
 
 
@@ -165,18 +181,22 @@ def _made_pass_vjp(argnums, out, args, kwargs):
         g_mu, g_alpha, *g_hidden = g
         inputs = [x, *hidden]  # inputs[l] feeds layer l + 1 (h_0 = x)
         M_V = masks[-1]
-        grad = {"W_mu": M_V * (inputs[-1].T @ g_mu), "b_mu": np.sum(g_mu, axis=0),
-                "W_alpha": M_V * (inputs[-1].T @ g_alpha), "b_alpha": np.sum(g_alpha, axis=0)}
-        g_h = g_mu @ (M_V * params["W_mu"]).T + g_alpha @ (M_V * params["W_alpha"]).T
+        wrt_params = 0 in argnums  # with respect to x only (an IAF's implicit backward pass): no weight gradients
+        grad = {"W_mu": _masked(M_V, inputs[-1].T @ g_mu), "b_mu": np.sum(g_mu, axis=0),
+                "W_alpha": _masked(M_V, inputs[-1].T @ g_alpha),
+                "b_alpha": np.sum(g_alpha, axis=0)} if wrt_params else {}
+        g_h = g_mu @ _masked(M_V, params["W_mu"]).T + g_alpha @ _masked(M_V, params["W_alpha"]).T
         grad_W, grad_b = [], []
         for l in range(len(hidden) - 1, -1, -1):
             h = hidden[l]
-            g_h = g_h + g_hidden[l]  # zero unless someone used the hidden activations themselves
+            if g_hidden[l] is not None:  # None or zero unless someone used the hidden activations themselves
+                g_h = g_h + g_hidden[l]
             g_a = g_h * (h > 0) if activation == "relu" else g_h * (1 - h * h)
-            grad_W.append(masks[l] * (inputs[l].T @ g_a))
-            grad_b.append(np.sum(g_a, axis=0))
+            if wrt_params:
+                grad_W.append(_masked(masks[l], inputs[l].T @ g_a))
+                grad_b.append(np.sum(g_a, axis=0))
             if l > 0 or 1 in argnums:
-                g_h = g_a @ (masks[l] * params["W"][l]).T
+                g_h = g_a @ _masked(masks[l], params["W"][l]).T
         grad["W"], grad["b"] = grad_W[::-1], grad_b[::-1]
         return tuple(grad if argnum == 0 else g_h for argnum in argnums)
 
@@ -184,6 +204,186 @@ def _made_pass_vjp(argnums, out, args, kwargs):
 
 
 defvjp_argnums(made_pass, _made_pass_vjp)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Block-triangular products: a MADE need not pay for the weights its masks zero.
+# ---------------------------------------------------------------------------------------------------
+def block_plan(degrees, masks, num_blocks=4):
+    """Plan the block-triangular masked products of a MADE (MAF §3.1; MADE §4).
+
+    A permutation of a layer's units changes nothing mathematically. Sorted by degree, every MADE mask is
+    block triangular: a unit of degree m reads only the units below it of degree <= m (an output of degree
+    i those of degree < i), which are a prefix of the sorted rows. So split the sorted columns of each
+    masked product into ``num_blocks`` blocks of about equal width; block b needs only the rows up to the
+    last one its mask lets it read, ``r_b``. The forward product ``h @ (M * W)`` and both products of the
+    backward pass then skip the zero part of ``M * W``: with degrees spread evenly, block b reads about
+    ``(b + 1) / B`` of the rows, so the arithmetic drops to about ``(B + 1) / (2 B)`` of the full product
+    (B = 4: 62%). The plan is exact for any mask: ``r_b`` is read off the mask, not assumed.
+
+    The two output heads are planned as one product, ``[W_mu | W_alpha]``, columns sorted by degree.
+
+    Parameters
+    ----------
+    degrees : list of ndarray of int
+        ``[m^0, ..., m^L]``.
+    masks : list of ndarray
+        The L + 1 masks from :func:`maf_numpy.masks.made_masks`.
+    num_blocks : int
+
+    Returns
+    -------
+    plan : dict
+        ``"layers"``: per product, ``"p_in"``, ``"p_out"`` (permutations sorting its rows and columns by
+        degree), their inverses ``"inv_in"``, ``"inv_out"``, the sorted mask ``"M"``, the column blocks
+        ``"blocks"`` as ``(c0, c1, r_b)`` and ``"fraction"`` (the share of the full product's arithmetic the
+        blocks do); ``"fraction"``: the same for the whole network; ``"masks"``: the masks.
+    """
+    L = len(degrees) - 1
+    layers, work, full = [], 0, 0
+    for l in range(L + 1):
+        M = onp.asarray(masks[l])
+        m_in = onp.asarray(degrees[l])
+        m_out = onp.asarray(degrees[l + 1] if l < L else degrees[0])
+        if l == L:  # both heads side by side: columns [mu_1 .. mu_D, alpha_1 .. alpha_D]
+            M, m_out = onp.concatenate([M, M], axis=1), onp.concatenate([m_out, m_out])
+        p_in, p_out = onp.argsort(m_in, kind="stable"), onp.argsort(m_out, kind="stable")
+        M_sorted = onp.ascontiguousarray(M[p_in][:, p_out])
+        edges = onp.unique(onp.round(onp.linspace(0, len(p_out), num_blocks + 1)).astype(int))
+        blocks, layer_work = [], 0
+        for c0, c1 in zip(edges[:-1].tolist(), edges[1:].tolist()):
+            rows = onp.flatnonzero(M_sorted[:, c0:c1].any(axis=1))
+            r = int(rows[-1]) + 1 if rows.size else 0
+            blocks.append((c0, c1, r))
+            layer_work += r * (c1 - c0)
+        layers.append({"p_in": p_in, "p_out": p_out, "inv_in": onp.argsort(p_in), "inv_out": onp.argsort(p_out),
+                       "M": M_sorted, "blocks": blocks, "fraction": layer_work / M.size})
+        work, full = work + layer_work, full + M.size
+    return {"layers": layers, "fraction": work / full, "masks": list(masks)}
+
+
+BLOCKED_PRODUCTS = {"min_width": 256, "min_dim": 16}
+
+
+def blocked_products_pay(degrees):
+    """Whether :func:`made_pass_blocked` is worth it for a MADE with these degrees: when the inputs are many
+    (D >= ``BLOCKED_PRODUCTS["min_dim"]``) and some hidden layer is wide (>= ``BLOCKED_PRODUCTS["min_width"]``
+    units), so that the matrix products dominate the time and the skipped blocks are large. Smaller
+    networks keep the plain products, whose fewer NumPy calls cost less there (``benchmarks/README.md``).
+    Setting ``BLOCKED_PRODUCTS["min_width"]`` to a huge number turns the blocked products off for networks
+    built afterwards."""
+    widths = [len(m) for m in degrees[1:]]
+    wide = bool(widths) and max(widths) >= BLOCKED_PRODUCTS["min_width"]
+    return wide and len(degrees[0]) >= BLOCKED_PRODUCTS["min_dim"]
+
+
+def _sorted_weights(params, l, layer):
+    """Product l's masked weights with rows and columns sorted by degree, ``M * W`` (a fresh array), and
+    its bias in sorted order. Product L is both heads side by side."""
+    if l < len(params["W"]):
+        W, b = params["W"][l], params["b"][l]
+    else:
+        W = onp.concatenate([params["W_mu"], params["W_alpha"]], axis=1)
+        b = onp.concatenate([params["b_mu"], params["b_alpha"]])
+    W_sorted = W[layer["p_in"]].take(layer["p_out"], axis=1)  # row gather, then a column take: both fast
+    W_sorted *= layer["M"]
+    return W_sorted, b[layer["p_out"]]
+
+
+@primitive
+def made_pass_blocked(params, x, plan, activation):
+    """:func:`made_pass` with block-triangular products (:func:`block_plan`): the same numbers up to rounding.
+
+    Returns ``(mu, alpha, h_1, ..., h_L, V_1, ..., V_{L+1})``: after mu and alpha, what the backward pass
+    reuses, the hidden activations and the masked weights ``V_l = M_l * W_l`` (the last one both heads side
+    by side), their units sorted by degree. Only mu and alpha may be used downstream: the backward pass
+    ignores the gradient of the rest (:func:`made_apply` returns only mu and alpha).
+    """
+    act = {"relu": _relu, "tanh": onp.tanh}[activation]
+    layers, L = plan["layers"], len(plan["layers"]) - 1
+    h = onp.asarray(x)[:, layers[0]["p_in"]]
+    hidden, weights = [], []
+    for l, layer in enumerate(layers):
+        V, b = _sorted_weights(params, l, layer)
+        weights.append(V)
+        a = onp.empty((h.shape[0], V.shape[1]), dtype=onp.result_type(h, V))
+        for c0, c1, r in layer["blocks"]:  # block c0:c1 of the columns reads rows :r only
+            onp.matmul(h[:, :r], V[:r, c0:c1], out=a[:, c0:c1])
+        a += b
+        if l < L:
+            h = act(a)
+            hidden.append(h)
+    out = a[:, layers[L]["inv_out"]]
+    D = out.shape[1] // 2
+    return (out[:, :D], out[:, D:], *hidden, *weights)
+
+
+def _made_pass_blocked_vjp(argnums, out, args, kwargs):
+    """Backward pass of :func:`made_pass_blocked`: that of :func:`made_pass` (see :func:`_made_pass_vjp`),
+    block by block in sorted order; each weight gradient is unsorted at the end.
+
+    Plain NumPy with in-place writes: when the incoming gradient or the parameters are themselves traced
+    (a second derivative), it differentiates :func:`made_apply_by_layer` with autograd instead.
+    """
+    params, x, plan, activation = args
+    layers, L = plan["layers"], len(plan["layers"]) - 1
+    hidden, weights = out[2:2 + L], out[2 + L:]
+
+    def vjp(g):
+        g_mu, g_alpha = g[0], g[1]
+        if isbox(g_mu) or isbox(g_alpha) or _holds_boxes(params) or isbox(x):
+            return _vjp_by_layer(argnums, params, x, plan, activation, g_mu, g_alpha)
+        inputs = [onp.asarray(x)[:, layers[0]["p_in"]], *hidden]
+        g_a = onp.concatenate([g_mu, g_alpha], axis=1)[:, layers[L]["p_out"]]
+        grad = {"W": [None] * L, "b": [None] * L}
+        g_h = None
+        for l in range(L, -1, -1):
+            layer = layers[l]
+            if l < L:
+                h = hidden[l]
+                g_a = g_h * (h > 0) if activation == "relu" else g_h * (1 - h * h)
+            h_in = inputs[l]
+            dtype = onp.result_type(h_in, g_a)
+            dW = onp.zeros((h_in.shape[1], g_a.shape[1]), dtype=dtype) if 0 in argnums else None
+            need_input = l > 0 or 1 in argnums
+            if need_input:
+                V = weights[l]
+                g_h = onp.zeros(h_in.shape, dtype=dtype)
+            for c0, c1, r in layer["blocks"]:
+                g_block = g_a[:, c0:c1]
+                if dW is not None:
+                    onp.matmul(h_in[:, :r].T, g_block, out=dW[:r, c0:c1])
+                if need_input and r > 0:
+                    g_h[:, :r] += g_block @ V[:r, c0:c1].T
+            if dW is None:
+                continue
+            dW *= layer["M"]
+            dW = dW[layer["inv_in"]].take(layer["inv_out"], axis=1)
+            db = onp.sum(g_a, axis=0)[layer["inv_out"]]
+            if l == L:
+                D = dW.shape[1] // 2
+                grad.update(W_mu=dW[:, :D], b_mu=db[:D], W_alpha=dW[:, D:], b_alpha=db[D:])
+            else:
+                grad["W"][l], grad["b"][l] = dW, db
+        g_x = g_h[:, layers[0]["inv_in"]] if 1 in argnums else None
+        return tuple(grad if argnum == 0 else g_x for argnum in argnums)
+
+    return vjp
+
+
+defvjp_argnums(made_pass_blocked, _made_pass_blocked_vjp)
+
+
+def _vjp_by_layer(argnums, params, x, plan, activation, g_mu, g_alpha):
+    """The backward pass of :func:`made_pass_blocked` by autograd through :func:`made_apply_by_layer`
+    (differentiable again), from the masks the plan carries."""
+    masks = plan["masks"]
+
+    def value(p, v):
+        mu, alpha = made_apply_by_layer(p, v, masks, activation)
+        return np.sum(g_mu * mu) + np.sum(g_alpha * alpha)
+
+    return tuple(grad_fn(params, x) for grad_fn in [_grad(value, argnum) for argnum in argnums])
 
 
 def made_apply_by_layer(params, x, masks=None, activation="relu"):
@@ -278,6 +478,9 @@ class MADENetwork:
         Number of network evaluations so far; the flows reset and read it to count passes.
     slices : dict
         The units sorted by degree, for the degree-sliced solver (:func:`degree_slices`, :meth:`solve`).
+    plan : dict or None
+        The :func:`block_plan` of the masks when block-triangular products pay for this size
+        (:func:`blocked_products_pay`), else None (plain masked products). Set it to None to compare.
     """
 
     def __init__(self, D, hidden, order="sequential", hidden_degrees="sequential", activation="relu",
@@ -299,6 +502,9 @@ class MADENetwork:
         self.order = np.argsort(self.degrees[0], kind="stable")
         m_in = onp.concatenate([self.degrees[0], onp.zeros(self.context_dim, dtype=int)])
         self.slices = degree_slices([m_in, *self.degrees[1:]])
+        # block-triangular products where they pay (not for a conditional MADE: its inputs include the context)
+        pays = self.context_dim == 0 and blocked_products_pay(self.degrees)
+        self.plan = block_plan(self.degrees, self.masks) if pays else None
 
     def init_params(self, rng, output_scale=0.1):
         """Fresh parameters for this network (see :func:`init_made_params`)."""
@@ -314,7 +520,7 @@ class MADENetwork:
         """One masked pass: ``(mu, alpha) = made_apply(params, x)``, each of shape (n, D); a conditional
         MADE reads ``[x, y]``."""
         self.calls += 1
-        return made_apply(params, self.inputs(x, y), self.masks, self.activation)
+        return made_apply(params, self.inputs(x, y), self.masks, self.activation, self.plan)
 
     def solve(self, params, u, combine, y=None):
         """Solve the autoregressive system of a MAF layer's sampling (or an IAF layer's density) with

@@ -34,9 +34,21 @@ import contextlib
 
 import autograd.numpy as np
 import numpy as onp
+from autograd import make_vjp
+from autograd.extend import defvjp, defvjp_argnums, primitive
 from autograd.tracer import isbox
 
-from .made import MADENetwork, init_made_params, made_apply
+from .made import (
+    MADENetwork,
+    _holds_boxes,
+    _made_pass_blocked_vjp,
+    _made_pass_vjp,
+    init_made_params,
+    made_apply,
+    made_pass,
+    made_pass_blocked,
+    solve_sliced,
+)
 from .masks import two_group_degrees
 from .validation import check_dtype, check_positive_float, check_positive_int
 
@@ -264,6 +276,12 @@ class _AffineAutoregressive:
             alpha = soft_clamp(alpha, self.alpha_clamp)
         return mu, alpha
 
+    @property
+    def _plain(self):
+        """No context and no clamp: the fused primitives (:func:`_maf_normalise`, :func:`_iaf_fixed_point`),
+        which call the MADE directly, apply."""
+        return self.context_dim == 0 and self.alpha_clamp is None
+
     def _solve(self, params, u, combine, y):
         """The degree-sliced D-pass solver (see :func:`maf_numpy.made.solve_sliced`)."""
         return self.network.solve(params, u, _clamped(combine, self.alpha_clamp), y)
@@ -289,6 +307,178 @@ def _iaf_combine(x_i, mu_i, alpha_i):
     return (x_i - mu_i) * onp.exp(-alpha_i), -alpha_i
 
 
+# The two affine maps and their log-det as single autograd primitives, with their backward passes written
+# out (DESIGN §7): (x - mu) * exp(-alpha) is otherwise five autograd nodes and -sum(alpha) two, each costing
+# Python time in a small training step. Same numbers as affine_inverse / affine_forward, bit for bit;
+# ``tests/test_fast_paths.py`` checks the gradients against autograd's own.
+@primitive
+def _normalise(x, mu, alpha):
+    """z = (x - mu) * exp(-alpha), elementwise (the z of :func:`affine_inverse`)."""
+    return (x - mu) * np.exp(-alpha)
+
+
+def _normalise_vjp(argnums, z, args, kwargs):
+    # dz/dx = exp(-alpha), dz/dmu = -exp(-alpha), dz/dalpha = -z
+    scale = np.exp(-args[2])
+
+    def vjp(g):
+        g_x = g * scale
+        return tuple(g_x if argnum == 0 else -g_x if argnum == 1 else -g * z for argnum in argnums)
+
+    return vjp
+
+
+defvjp_argnums(_normalise, _normalise_vjp)
+
+
+@primitive
+def _generate(z, mu, alpha):
+    """x = z * exp(alpha) + mu, elementwise (the x of :func:`affine_forward`)."""
+    return z * np.exp(alpha) + mu
+
+
+def _generate_vjp(argnums, x, args, kwargs):
+    # dx/dz = exp(alpha), dx/dmu = 1, dx/dalpha = z * exp(alpha)
+    z, _, alpha = args
+    scale = np.exp(alpha)
+
+    def vjp(g):
+        g_z = g * scale
+        return tuple(g_z if argnum == 0 else g if argnum == 1 else g_z * z for argnum in argnums)
+
+    return vjp
+
+
+defvjp_argnums(_generate, _generate_vjp)
+
+
+@primitive
+def _signed_sum(alpha, sign):
+    """``sign * sum_i alpha_i`` over the last axis: the log-det of an affine map, shape (n,)."""
+    return sign * np.sum(alpha, axis=-1)
+
+
+defvjp(_signed_sum, lambda out, alpha, sign: lambda g: (sign * g)[..., None] * np.ones_like(alpha))
+
+
+@primitive
+def _maf_normalise(params, x, network):
+    """:meth:`MAFLayer.inverse` as one autograd primitive: the MADE pass, then z = (x - mu) * exp(-alpha) and
+    log|det dz/dx| = -sum_i alpha_i, the same numbers as ``network(params, x)`` followed by
+    :func:`affine_inverse`. Returns ``(z, log_det, out)`` with ``out`` the MADE pass's own outputs
+    (:func:`maf_numpy.made.made_pass` or, with a block plan, :func:`maf_numpy.made.made_pass_blocked`), kept
+    for the backward pass. One node per layer instead of five: a small training step spends much of its time
+    in autograd's bookkeeping."""
+    if network.plan is None:
+        out = made_pass(params, x, network.masks, network.activation)
+    else:
+        out = made_pass_blocked(params, x, network.plan, network.activation)
+    mu, alpha = out[0], out[1]
+    return (x - mu) * onp.exp(-alpha), -onp.sum(alpha, axis=-1), out
+
+
+def _maf_normalise_vjp(argnums, ans, args, kwargs):
+    # chain rule through the affine map into the MADE's own backward pass:
+    #   g_mu = -g_z exp(-alpha),  g_alpha = -g_z z - g_log_det,  and x also gets g_z exp(-alpha) directly
+    params, x, network = args
+    z, _, out = ans
+    scale = np.exp(-out[1])
+    if network.plan is None:
+        made_vjp = _made_pass_vjp(argnums, out, (params, x, network.masks, network.activation), {})
+    else:
+        made_vjp = _made_pass_blocked_vjp(argnums, out, (params, x, network.plan, network.activation), {})
+
+    def vjp(g):
+        g_z, g_log_det = g[0], g[1]
+        g_x = g_z * scale
+        grads = made_vjp((-g_x, -g_z * z - g_log_det[..., None]) + (None,) * (len(out) - 2))
+        return tuple(grad + g_x if argnum == 1 else grad for argnum, grad in zip(argnums, grads))
+
+    return vjp
+
+
+defvjp_argnums(_maf_normalise, _maf_normalise_vjp)
+
+
+@primitive
+def _coupling_affine(v, mu, alpha, A, B, unpermute, inverse):
+    """An affine coupling map in one primitive: the A columns of v pass through, the B columns get
+    ``(v_B - mu) * exp(-alpha)`` (``inverse``, x -> z) or ``v_B * exp(alpha) + mu`` (z -> x). The same
+    numbers as :meth:`AffineCoupling.inverse` / ``forward`` built from :func:`affine_inverse` /
+    :func:`affine_forward` and a concatenation, in one autograd node instead of about ten."""
+    v_B = v[:, B]
+    w_B = (v_B - mu) * np.exp(-alpha) if inverse else v_B * np.exp(alpha) + mu
+    return np.concatenate([v[:, A], w_B], axis=1)[:, unpermute]
+
+
+def _coupling_affine_vjp(argnums, w, args, kwargs):
+    v, mu, alpha, A, B, unpermute, inverse = args
+    scale = np.exp(-alpha) if inverse else np.exp(alpha)  # d w_B / d v_B
+
+    def vjp(g):
+        g_B = g[:, B]
+        g_v_B = g_B * scale
+        grads = {0: lambda: np.concatenate([g[:, A], g_v_B], axis=1)[:, unpermute],
+                 1: lambda: -g_v_B if inverse else g_B,
+                 2: lambda: -g_B * w[:, B] if inverse else g_v_B * v[:, B]}  # d w_B / d alpha = -z_B or x_B - mu
+        return tuple(grads[argnum]() for argnum in argnums)
+
+    return vjp
+
+
+defvjp_argnums(_coupling_affine, _coupling_affine_vjp)
+
+
+@primitive
+def _iaf_fixed_point(params, x, network):
+    """The z that an IAF layer's density evaluation solves for, z = (x - mu(z)) * exp(-alpha(z)), found by the
+    degree-sliced solver (:func:`maf_numpy.made.solve_sliced`, about one pass of work) and differentiated by
+    the implicit function theorem instead of through the D sequential passes.
+
+    With s(params, x, z) = (x - mu(z)) * exp(-alpha(z)) and J = ds/dz at the solution (strictly lower
+    triangular in degree order: output i reads only inputs of lower degree), z = s(params, x, z) gives
+    dz = ds/d(params, x) + J dz, so the backward pass of a gradient g solves u = g + J^T u, which takes
+    D - 1 substitutions because J^D = 0, and returns (ds/d(params, x))^T u. That is D - 1 backward passes
+    with respect to the input only and one full one, against D forward and D full backward passes when
+    autograd records the reference solver (:func:`solve_autoregressive`). ``IAFLayer.inverse`` then
+    evaluates one recorded step at this z (it returns z again, and the log-det), whose backward pass
+    hands this one the gradient with respect to z (``tests/test_fast_paths.py`` checks the result against
+    the reference's gradient).
+
+    Parameters
+    ----------
+    params : dict
+        The MADE's parameters (traced or not).
+    x : ndarray of shape (n, D)
+    network : MADENetwork
+
+    Returns
+    -------
+    z : ndarray of shape (n, D)
+    """
+    return solve_sliced(params, x, _iaf_combine, network.slices, network.activation)[0]
+
+
+def _iaf_fixed_point_vjp(argnums, z, args, kwargs):
+    params, x, network = args
+
+    def s(p, v, w):  # one IAF step at w, not counted in network.calls
+        mu, alpha = made_apply(p, w, network.masks, network.activation, network.plan)
+        return _normalise(v, mu, alpha)
+
+    def vjp(g):
+        J_transpose = make_vjp(lambda w: s(params, x, w))(z)[0]
+        u = g
+        for _ in range(network.D - 1):  # u = g + J^T g + (J^T)^2 g + ... (J is nilpotent)
+            u = g + J_transpose(u)
+        return make_vjp(lambda p, v: s(p, v, z), tuple(argnums))(params, x)[0](u)  # (d s / d(params, x))^T u
+
+    return vjp
+
+
+defvjp_argnums(_iaf_fixed_point, _iaf_fixed_point_vjp)
+
+
 class MAFLayer(_AffineAutoregressive):
     """One MAF layer: x_i = z_i * exp(alpha_i) + mu_i with (mu_i, alpha_i) = MADE(x_{<i}) (MAF §3.1).
 
@@ -301,9 +491,17 @@ class MAFLayer(_AffineAutoregressive):
 
     def inverse(self, params, x, y=None):
         """Normalise, x -> z, in one MADE pass (MAF §3.1). Returns (z, log|det dz/dx|).
-        ``y`` (n, C): the context of a conditional layer (MAF §3.4), else None."""
-        mu, alpha = self.conditioner(params, x, y)
-        return affine_inverse(x, mu, alpha)
+        ``y`` (n, C): the context of a conditional layer (MAF §3.4), else None.
+
+        That is ``mu, alpha = self.conditioner(params, x, y)`` then :func:`affine_inverse`, run here as one
+        autograd primitive when there is no context and no clamp (the same numbers, fewer autograd nodes:
+        :func:`_maf_normalise`)."""
+        if self._plain and (isbox(params) or not _holds_boxes(params)):
+            self.network.calls += 1
+            out = _maf_normalise(params, x, self.network)
+            return out[0], out[1]  # indexing, not unpacking: no autograd node for the third output
+        mu, alpha = self.conditioner(params, x, y)  # layer by layer
+        return _normalise(x, mu, alpha), _signed_sum(alpha, -1.0)
 
     def forward(self, params, z, y=None):
         """Generate, z -> x, in D MADE passes (MAF §3.1). Returns (x, log|det dx/dz|).
@@ -315,9 +513,9 @@ class MAFLayer(_AffineAutoregressive):
         if _use_sliced(params, z, y):
             return self._solve(params, z, _maf_combine, y)
 
-        def step(x):
+        def step(x):  # affine_forward(z, mu, alpha) as two primitives: the same numbers, fewer autograd nodes
             mu, alpha = self.conditioner(params, x, y)
-            return affine_forward(z, mu, alpha)
+            return _generate(z, mu, alpha), _signed_sum(alpha, 1.0)
 
         return solve_autoregressive(step, self.D, z.shape, self.input_degrees, z.dtype)
 
@@ -333,9 +531,11 @@ class IAFLayer(_AffineAutoregressive):
 
     def forward(self, params, z, y=None):
         """Generate, z -> x, in one MADE pass: MAF §3.2. Returns (x, log|det dx/dz|).
-        ``y`` (n, C): the context of a conditional layer, else None."""
+        ``y`` (n, C): the context of a conditional layer, else None.
+
+        :func:`affine_forward` written as two autograd primitives (the same numbers, fewer nodes)."""
         mu, alpha = self.conditioner(params, z, y)
-        return affine_forward(z, mu, alpha)
+        return _generate(z, mu, alpha), _signed_sum(alpha, 1.0)
 
     def inverse(self, params, x, y=None):
         """Normalise, x -> z, in D MADE passes. Returns (z, log|det dz/dx|).
@@ -348,10 +548,18 @@ class IAFLayer(_AffineAutoregressive):
         if _use_sliced(params, x, y):
             return self._solve(params, x, _iaf_combine, y)
 
-        def step(z):
+        def step(z):  # affine_inverse(x, mu, alpha) as two primitives: the same numbers, fewer autograd nodes
             mu, alpha = self.conditioner(params, z, y)
-            return affine_inverse(x, mu, alpha)
+            return _normalise(x, mu, alpha), _signed_sum(alpha, -1.0)
 
+        if (self._plain and self.D >= 4 and _SOLVER["name"] == "sliced" and not isbox(y)
+                and (isbox(params) or not _holds_boxes(params))):
+            # Differentiated: solve without autograd, then one recorded step at the solution, whose own
+            # backward pass adds the implicit dependence of z on (params, x) (:func:`_iaf_fixed_point`).
+            # Its fixed cost (three extra forward passes) pays from D = 4 on: a 5-layer training step takes
+            # 0.55x the time at D = 8 but 1.4x at D = 2 (benchmarks/README.md).
+            self.network.calls += self.D - 1  # the solve's D - 1 steps; ``step`` below is the D-th
+            return step(_iaf_fixed_point(params, x, self.network))
         return solve_autoregressive(step, self.D, x.shape, self.input_degrees, x.dtype)
 
 
@@ -406,17 +614,15 @@ class AffineCoupling:
 
     def forward(self, params, z):
         """Generate, z -> x, in one pass: x_B = z_B * exp(alpha(z_A)) + mu(z_A). Returns (x, log|dx/dz|)."""
-        z_A, z_B = z[:, self.A], z[:, self.B]
-        mu, alpha = self.conditioner(params, z_A)
-        x_B, log_det = affine_forward(z_B, mu, alpha)
-        return np.concatenate([z_A, x_B], axis=1)[:, self.unpermute], log_det
+        mu, alpha = self.conditioner(params, z[:, self.A])
+        # affine_forward on the B columns and the A columns copied, as one primitive (fewer autograd nodes)
+        return _coupling_affine(z, mu, alpha, self.A, self.B, self.unpermute, False), _signed_sum(alpha, 1.0)
 
     def inverse(self, params, x):
         """Normalise, x -> z, in one pass: z_B = (x_B - mu(x_A)) * exp(-alpha(x_A)). Returns (z, log|dz/dx|)."""
-        x_A, x_B = x[:, self.A], x[:, self.B]
-        mu, alpha = self.conditioner(params, x_A)
-        z_B, log_det = affine_inverse(x_B, mu, alpha)
-        return np.concatenate([x_A, z_B], axis=1)[:, self.unpermute], log_det
+        mu, alpha = self.conditioner(params, x[:, self.A])
+        # affine_inverse on the B columns and the A columns copied, as one primitive (fewer autograd nodes)
+        return _coupling_affine(x, mu, alpha, self.A, self.B, self.unpermute, True), _signed_sum(alpha, -1.0)
 
     def get_state(self):
         return {}

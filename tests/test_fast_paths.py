@@ -179,3 +179,230 @@ def test_made_pass_backward_equals_autograds_gradient_of_the_layer_by_layer_form
         onp.testing.assert_allclose(flatten(ours)[0], flatten(autograds)[0], rtol=1e-12, atol=1e-14)
     both = grad(lambda p, v: fused(p, v) + anp.sum(v**2), (0, 1))(params, x)  # params and x in one pass
     onp.testing.assert_allclose(both[1], grad(by_layer, 1)(params, x) + 2 * x, rtol=1e-12, atol=1e-14)
+
+
+BLOCK_CASES = [  # (D, hidden, order, hidden_degrees, activation, num_blocks)
+    *[(D, (16, 16), order, "sequential", "relu", 4) for D in range(1, 11) for order in ("sequential", "reversed")],
+    *[(D, (7,), "random", "random", "tanh", 3) for D in range(1, 11)],
+    (6, (), "reversed", "sequential", "relu", 4),  # no hidden layer: a masked linear map
+    (10, (3, 4), "random", "sequential", "relu", 2),  # narrower than D
+    (10, (3,), "sequential", "random", "tanh", 4),
+    (5, (9, 9, 9), "random", "random", "relu", 8),  # three hidden layers, more blocks than some degrees
+    (64, (80, 80), "sequential", "sequential", "relu", 4),
+    (64, (70, 90), "random", "random", "tanh", 8),
+    (4, (12,), "sequential", "sequential", "relu", 1),  # one block: the plain product, sorted
+]
+
+
+@pytest.mark.parametrize("D, hidden, order, hidden_degrees, activation, num_blocks", BLOCK_CASES)
+def test_block_triangular_pass_equals_the_layer_by_layer_made(D, hidden, order, hidden_degrees, activation,
+                                                              num_blocks):
+    """made_apply with a block_plan (units sorted by degree, zero blocks of M * W skipped) against
+    made_apply_by_layer differentiated by autograd: same mu and alpha, same gradients for params and x."""
+    rng = onp.random.default_rng(D + 100 * len(hidden))
+    degrees = mf.masks.made_degrees(D, hidden, mf.masks.make_order(D, order, rng), hidden_degrees, rng)
+    masks = mf.masks.made_masks(degrees)
+    plan = made.block_plan(degrees, masks, num_blocks)
+    params = perturb(made.init_made_params(D, hidden, D, rng), rng)
+    x = rng.standard_normal((9, D))
+    g_mu, g_alpha = rng.standard_normal((2, 9, D))
+    mu, alpha = made.made_apply(params, x, masks, activation, plan)
+    mu_ref, alpha_ref = made.made_apply_by_layer(params, x, masks, activation)
+    onp.testing.assert_allclose(mu, mu_ref, rtol=TOL, atol=TOL)
+    onp.testing.assert_allclose(alpha, alpha_ref, rtol=TOL, atol=TOL)
+
+    def objective(use_plan):
+        def value(p, v):
+            mu, alpha = (made.made_apply(p, v, masks, activation, plan) if use_plan
+                         else made.made_apply_by_layer(p, v, masks, activation))
+            return anp.sum(g_mu * mu + g_alpha * alpha)
+
+        return value
+
+    for argnums in (0, 1, (0, 1)):
+        ours = grad(objective(True), argnums)(params, x)
+        reference = grad(objective(False), argnums)(params, x)
+        onp.testing.assert_allclose(flatten(ours)[0], flatten(reference)[0], rtol=TOL, atol=TOL)
+    assert 0 < plan["fraction"] <= 1
+
+
+def test_block_plan_skips_about_the_masked_half_of_a_wide_made():
+    """With degrees spread evenly, B column blocks read about (B + 1) / (2B) of each product's rows."""
+    degrees = mf.masks.made_degrees(64, (512, 512), "sequential", "sequential")
+    plan = made.block_plan(degrees, mf.masks.made_masks(degrees), num_blocks=4)
+    hidden_to_hidden = plan["layers"][1]
+    assert [block[2] for block in hidden_to_hidden["blocks"]] == [128, 256, 384, 512]
+    assert abs(hidden_to_hidden["fraction"] - 5 / 8) < 0.01
+    assert plan["fraction"] < 0.65
+
+
+def test_block_triangular_pass_can_be_differentiated_twice():
+    """The hand-written backward pass falls back to autograd through made_apply_by_layer when it is traced
+    itself, so a second derivative (here of the gradient's squared norm) matches the reference."""
+    rng = onp.random.default_rng(11)
+    D, hidden = 5, (8,)
+    degrees = mf.masks.made_degrees(D, hidden, "random", "sequential", rng)
+    masks = mf.masks.made_masks(degrees)
+    plan = made.block_plan(degrees, masks, 2)
+    params = perturb(made.init_made_params(D, hidden, D, rng), rng)
+    x = rng.standard_normal((4, D))
+
+    def gradient_norm(use_plan):
+        def value(v):
+            mu, alpha = (made.made_apply(params, v, masks, "tanh", plan) if use_plan
+                         else made.made_apply_by_layer(params, v, masks, "tanh"))
+            return anp.sum(mu * alpha)
+
+        return lambda v: anp.sum(grad(value)(v) ** 2)
+
+    onp.testing.assert_allclose(grad(gradient_norm(True))(x), grad(gradient_norm(False))(x), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_flows_use_block_triangular_products_only_where_they_pay_and_agree_with_the_plain_ones(dtype):
+    flow = mf.MAF(20, num_layers=2, hidden=(256,), orders="random", rng=12, standardize=False, dtype=dtype)
+    assert all(layer.network.plan is not None for layer in flow.layers)
+    assert mf.MAF(8, num_layers=1, hidden=(128, 128), rng=0).layers[-1].network.plan is None
+    flow.params = perturb(flow.params, onp.random.default_rng(13), scale=0.02)
+    flow.params = [{key: [w.astype(dtype) for w in value] if isinstance(value, list) else value.astype(dtype)
+                    for key, value in p.items()} for p in flow.params]
+    x = onp.random.default_rng(14).standard_normal((16, 20)).astype(dtype)
+
+    def loss(params):
+        return -anp.sum(flow._log_prob(params, x))
+
+    blocked = flow.log_prob(x), flatten(grad(loss)(flow.params))[0]
+    plans = [layer.network.plan for layer in flow.layers]
+    for layer in flow.layers:
+        layer.network.plan = None
+    plain = flow.log_prob(x), flatten(grad(loss)(flow.params))[0]
+    for layer, plan in zip(flow.layers, plans):
+        layer.network.plan = plan
+    tol = TOL if dtype == "float64" else 1e-4
+    for ours, reference in zip(blocked, plain):
+        assert ours.dtype == reference.dtype == onp.dtype(dtype)
+        onp.testing.assert_allclose(ours, reference, rtol=tol, atol=tol * 10)
+
+
+@pytest.mark.parametrize("dtype", [onp.float64, onp.float32])
+def test_fused_affine_primitives_equal_the_readable_maps_and_autograds_gradient(dtype):
+    """_normalise / _generate / _signed_sum (one autograd node each, hand-written backward passes) against
+    affine_inverse / affine_forward: the same numbers bit for bit, and autograd's own gradient."""
+    rng = onp.random.default_rng(15)
+    v, mu, alpha = (rng.standard_normal((5, 3)).astype(dtype) for _ in range(3))
+    g, g_log_det = rng.standard_normal((5, 3)).astype(dtype), rng.standard_normal(5).astype(dtype)
+    pairs = [(lambda v, mu, alpha: (transforms._normalise(v, mu, alpha), transforms._signed_sum(alpha, -1.0)),
+              affine_inverse),
+             (lambda v, mu, alpha: (transforms._generate(v, mu, alpha), transforms._signed_sum(alpha, 1.0)),
+              affine_forward)]
+    for fused, readable in pairs:
+        for ours, reference in zip(fused(v, mu, alpha), readable(v, mu, alpha)):
+            assert ours.dtype == dtype
+            onp.testing.assert_array_equal(ours, reference)
+
+        def objective(map_):
+            return lambda *args: anp.sum(g * map_(*args)[0]) + anp.sum(g_log_det * map_(*args)[1])
+
+        for argnum in range(3):
+            ours = grad(objective(fused), argnum)(v, mu, alpha)
+            autograds = grad(objective(readable), argnum)(v, mu, alpha)
+            assert ours.dtype == dtype
+            onp.testing.assert_allclose(ours, autograds, rtol=1e-6 if dtype == onp.float32 else 1e-14)
+
+
+@pytest.mark.parametrize("flip", [False, True])
+@pytest.mark.parametrize("D", [2, 5])
+def test_coupling_primitive_equals_the_concatenated_maps_and_autograds_gradient(D, flip):
+    rng = onp.random.default_rng(16 + D)
+    layer = transforms.AffineCoupling(D, (6,), flip=flip)
+    v = rng.standard_normal((4, D))
+    mu, alpha = rng.standard_normal((2, 4, len(layer.B)))
+    g = rng.standard_normal((4, D))
+    for inverse, affine in [(True, affine_inverse), (False, affine_forward)]:
+        def fused(v, mu, alpha, inverse=inverse):
+            return transforms._coupling_affine(v, mu, alpha, layer.A, layer.B, layer.unpermute, inverse)
+
+        def readable(v, mu, alpha, affine=affine):
+            w_B = affine(v[:, layer.B], mu, alpha)[0]
+            return anp.concatenate([v[:, layer.A], w_B], axis=1)[:, layer.unpermute]
+
+        onp.testing.assert_array_equal(fused(v, mu, alpha), readable(v, mu, alpha))
+        for argnum in range(3):
+            ours = grad(lambda *args: anp.sum(g * fused(*args)), argnum)(v, mu, alpha)
+            onp.testing.assert_allclose(ours, grad(lambda *args: anp.sum(g * readable(*args)), argnum)(v, mu, alpha),
+                                        rtol=1e-14, atol=1e-15)
+
+
+IAF_CASES = [  # (D, hidden, order, hidden_degrees, activation)
+    (4, (5,), "sequential", "sequential", "tanh"),
+    (4, (8, 8), "reversed", "sequential", "relu"),
+    (6, (16, 16), "random", "random", "tanh"),
+    (7, (3, 4), "random", "sequential", "relu"),  # narrower than D
+    (9, (12,), "sequential", "random", "relu"),
+    (20, (260,), "random", "sequential", "relu"),  # wide: the MADE uses block-triangular products
+]
+
+
+@pytest.mark.parametrize("D, hidden, order, hidden_degrees, activation", IAF_CASES)
+def test_iaf_density_gradient_by_the_implicit_function_theorem_equals_the_reference(D, hidden, order,
+                                                                                     hidden_degrees, activation):
+    """IAFLayer.inverse under autograd (sliced solve + implicit backward pass) against autograd through the D
+    passes of the reference solver: same z and log-det, same gradients for params, x and both, D passes."""
+    rng = onp.random.default_rng(D)
+    layer = transforms.IAFLayer(D, hidden, mf.masks.make_order(D, order, rng), hidden_degrees, activation, rng)
+    params = perturb(layer.init_params(rng), rng, scale=0.3 if D < 20 else 0.02)
+    x = rng.standard_normal((6, D))
+    g_z, g_log_det = rng.standard_normal((6, D)), rng.standard_normal(6)
+
+    def objective(p, v):
+        z, log_det = layer.inverse(p, v)
+        return anp.sum(g_z * z) + anp.sum(g_log_det * log_det)
+
+    for argnums in (0, 1, (0, 1)):
+        layer.calls = 0
+        fast = grad(objective, argnums)(params, x)
+        assert layer.calls == D
+        with transforms.sequential_solver("reference"):
+            reference = grad(objective, argnums)(params, x)
+        onp.testing.assert_allclose(flatten(fast)[0], flatten(reference)[0], rtol=1e-10, atol=1e-12)
+    with transforms.sequential_solver("reference"):
+        reference = objective(params, x)
+    onp.testing.assert_allclose(objective(params, x), reference, rtol=1e-12)
+
+
+@pytest.mark.parametrize("D, hidden, order, activation, wide", [
+    (1, (4,), "sequential", "relu", False),
+    (3, (8, 8), "reversed", "tanh", False),
+    (6, (5,), "random", "relu", False),
+    (20, (260,), "random", "relu", True),  # a block plan: the fused primitive runs made_pass_blocked
+    (18, (256, 64), "sequential", "tanh", True),
+])
+def test_maf_layer_inverse_primitive_equals_the_layer_by_layer_made_and_affine_map(D, hidden, order, activation,
+                                                                                   wide):
+    """MAFLayer.inverse (MADE + affine map + log-det as one primitive) against made_apply_by_layer followed by
+    affine_inverse, differentiated by autograd: same z and log-det, same gradients for params, x and both."""
+    rng = onp.random.default_rng(D)
+    layer = transforms.MAFLayer(D, hidden, mf.masks.make_order(D, order, rng), "sequential", activation, rng)
+    assert (layer.network.plan is not None) == wide
+    params = perturb(layer.init_params(rng), rng, scale=0.3 if not wide else 0.02)
+    x = rng.standard_normal((7, D))
+    g_z, g_log_det = rng.standard_normal((7, D)), rng.standard_normal(7)
+
+    def reference(p, v):
+        return affine_inverse(v, *made.made_apply_by_layer(p, v, layer.masks, activation))
+
+    def objective(inverse):
+        def value(p, v):
+            z, log_det = inverse(p, v)
+            return anp.sum(g_z * z) + anp.sum(g_log_det * log_det)
+
+        return value
+
+    layer.calls = 0
+    for ours, expected in zip(layer.inverse(params, x), reference(params, x)):
+        onp.testing.assert_allclose(ours, expected, rtol=TOL, atol=TOL)
+    assert layer.calls == 1
+    for argnums in (0, 1, (0, 1)):
+        ours = grad(objective(layer.inverse), argnums)(params, x)
+        expected = grad(objective(reference), argnums)(params, x)
+        onp.testing.assert_allclose(flatten(ours)[0], flatten(expected)[0], rtol=TOL, atol=TOL)
