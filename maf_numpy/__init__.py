@@ -14,10 +14,17 @@ Modules, in dependency order: ``masks`` (MADE degrees and masks) -> ``made`` (th
 ``datasets``, ``io``, ``plotting`` and the command line (``python -m maf_numpy``) sit on top.
 """
 
-from . import datasets, made, masks, timing, train, transforms, vi
-from .flows import IAF, MADE, MAF, Flow, RealNVP, standard_normal_log_prob
+from . import agnostic, datasets, made, masks, timing, train, transforms, vi
+from .agnostic import OrderAgnosticMADE
+from .flows import IAF, MADE, MAF, ConditionalMADE, ConditionalMAF, Flow, RealNVP, standard_normal_log_prob
 from .io import load, save
 
-__all__ = ["MADE", "MAF", "IAF", "RealNVP", "Flow", "load", "save", "standard_normal_log_prob",
-           "datasets", "masks", "made", "timing", "train", "transforms", "vi"]
+__all__ = [
+    # flows
+    "MADE", "MAF", "IAF", "RealNVP", "ConditionalMADE", "ConditionalMAF", "OrderAgnosticMADE", "Flow",
+    # files and the base density
+    "load", "save", "standard_normal_log_prob",
+    # modules
+    "agnostic", "datasets", "masks", "made", "timing", "train", "transforms", "vi",
+]
 __version__ = "0.1.0"

@@ -6,7 +6,8 @@ A file holds plain arrays only (``numpy.load(..., allow_pickle=False)`` reads it
     __version__       FORMAT_VERSION (int)           refused if it is not one we can read
     __config__        JSON text                      the class name and its constructor arguments
     params/<path>     every parameter array          e.g. params/1/W/0, params/1/b_mu
-    state/<k>/<name>  each layer's structure arrays  degrees, standardisation shift and scale
+    state/<k>/<name>  each layer's structure arrays  degrees, standardisation shift and scale, batch-norm
+                                                     evaluation statistics (mean, var, refreshed)
 
 ``load`` rebuilds the object from the configuration, then installs the structure and the parameters,
 so the loaded flow computes bit-for-bit the same numbers.
@@ -28,14 +29,15 @@ import zlib
 import numpy as np
 from numpy.lib.npyio import NpzFile
 
-from .flows import IAF, MADE, MAF, RealNVP
+from .agnostic import OrderAgnosticMADE
+from .flows import IAF, MADE, MAF, ConditionalMADE, ConditionalMAF, RealNVP
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "CHECKPOINT_FORMAT_NAME", "save", "load", "atomic_savez"]
 
 FORMAT_NAME = "maf_numpy"
 FORMAT_VERSION = 1
 CHECKPOINT_FORMAT_NAME = "maf_numpy-checkpoint"  # written by train.fit(checkpoint=...), read by resume=
-CLASSES = {cls.__name__: cls for cls in (MADE, MAF, IAF, RealNVP)}
+CLASSES = {cls.__name__: cls for cls in (MADE, MAF, IAF, RealNVP, ConditionalMADE, ConditionalMAF, OrderAgnosticMADE)}
 HEADER_KEYS = ("__format__", "__version__", "__config__")
 # What a damaged archive can raise while it is opened or an entry is read.
 _READ_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError, NotImplementedError)
@@ -239,6 +241,10 @@ def _check_state(key, value, expected, dim, path):
         raise ValueError(f"{path}: {key!r} holds NaN or inf values")
     if name == "scale" and not np.all(value > 0):
         raise ValueError(f"{path}: {key!r} must be positive")
+    if name in ("mean", "var") and not np.all(np.isfinite(value)):  # BatchNorm's evaluation statistics
+        raise ValueError(f"{path}: {key!r} holds NaN or inf values")
+    if name == "var" and not np.all(value >= 0):
+        raise ValueError(f"{path}: {key!r} (a variance) must be >= 0")
 
 
 def install_layer_state(flow, arrays, path, used):

@@ -263,6 +263,10 @@ class MADENetwork:
         lessons for the MADE paper's Figure 1, and by ``load``).
     dtype : {"float64", "float32"}
         Type of the masks and of fresh parameters (a float64 mask would turn a float32 pass into float64).
+    context_dim : int
+        Number C of context inputs y of a conditional MADE (MAF paper §3.4; 0: none). The network reads
+        ``[x, y]`` (n, D + C); the context inputs have degree 0 and hidden degrees start at 0, so every
+        output, the first one included, may depend on y (:func:`maf_numpy.masks.hidden_degrees`).
 
     Attributes
     ----------
@@ -277,37 +281,46 @@ class MADENetwork:
     """
 
     def __init__(self, D, hidden, order="sequential", hidden_degrees="sequential", activation="relu",
-                 rng=None, degrees=None, dtype="float64"):
+                 rng=None, degrees=None, dtype="float64", context_dim=0):
         self.D = D
+        self.context_dim = context_dim
         self.hidden = tuple(hidden)
         self.activation = activation
         self.dtype = onp.dtype(dtype)
         if degrees is None:
-            degrees = _masks.made_degrees(D, self.hidden, order, hidden_degrees, rng)
+            degrees = _masks.made_degrees(D, self.hidden, order, hidden_degrees, rng, conditional=context_dim > 0)
         self.set_degrees(degrees)
         self.calls = 0
 
     def set_degrees(self, degrees):
         """Install degrees and build the masks from them (once; every call reuses them)."""
         self.degrees = [np.asarray(m, dtype=int) for m in degrees]
-        self.masks = [M.astype(self.dtype) for M in _masks.made_masks(self.degrees)]
+        self.masks = [M.astype(self.dtype) for M in _masks.made_masks(self.degrees, self.context_dim)]
         self.order = np.argsort(self.degrees[0], kind="stable")
-        self.slices = degree_slices(self.degrees)
+        m_in = onp.concatenate([self.degrees[0], onp.zeros(self.context_dim, dtype=int)])
+        self.slices = degree_slices([m_in, *self.degrees[1:]])
 
     def init_params(self, rng, output_scale=0.1):
         """Fresh parameters for this network (see :func:`init_made_params`)."""
-        return init_made_params(self.D, self.hidden, self.D, rng, output_scale, self.dtype)
+        return init_made_params(self.D + self.context_dim, self.hidden, self.D, rng, output_scale, self.dtype)
 
-    def __call__(self, params, x):
-        """One masked pass: ``(mu, alpha) = made_apply(params, x)``, each of shape (n, D)."""
+    def inputs(self, x, y=None):
+        """The network's input: x (n, D), or ``[x, y]`` (n, D + C) for a conditional MADE."""
+        if self.context_dim == 0:
+            return x
+        return np.concatenate([x, y], axis=1)
+
+    def __call__(self, params, x, y=None):
+        """One masked pass: ``(mu, alpha) = made_apply(params, x)``, each of shape (n, D); a conditional
+        MADE reads ``[x, y]``."""
         self.calls += 1
-        return made_apply(params, x, self.masks, self.activation)
+        return made_apply(params, self.inputs(x, y), self.masks, self.activation)
 
-    def solve(self, params, u, combine):
+    def solve(self, params, u, combine, y=None):
         """Solve the autoregressive system of a MAF layer's sampling (or an IAF layer's density) with
         degree-sliced passes: see :func:`solve_sliced`. Counts D calls (one per sequential step)."""
         self.calls += self.D
-        return solve_sliced(params, u, combine, self.slices, self.activation)
+        return solve_sliced(params, u, combine, self.slices, self.activation, y)
 
     def __repr__(self):
         return f"MADENetwork(D={self.D}, hidden={self.hidden}, order={self.order.tolist()})"
@@ -347,7 +360,7 @@ def degree_slices(degrees):
     return {"perm": perm, "start": start, "end": end}
 
 
-def solve_sliced(params, u, combine, slices, activation="relu"):
+def solve_sliced(params, u, combine, slices, activation="relu", y=None):
     """Degree-sliced D-pass solver: sequential latency of D passes, total work of about one pass (MAF §3.1).
 
     Solves ``v_i = combine(u_i, mu_i(v_{<i}), alpha_i(v_{<i}))`` for every coordinate, where (mu, alpha) is
@@ -381,8 +394,11 @@ def solve_sliced(params, u, combine, slices, activation="relu"):
     combine : callable
         ``(u_i, mu_i, alpha_i) -> (v_i, log_det_i)`` on arrays of shape (n,), elementwise.
     slices : dict
-        From :func:`degree_slices` (``MADENetwork.slices``).
+        From :func:`degree_slices` (``MADENetwork.slices``), built from the input degrees with the C context
+        inputs' zeros appended for a conditional MADE.
     activation : {"relu", "tanh"}
+    y : ndarray of shape (n, C) or None
+        The context of a conditional MADE: inputs of degree 0, known from the start.
 
     Returns
     -------
@@ -391,9 +407,9 @@ def solve_sliced(params, u, combine, slices, activation="relu"):
         Sum over coordinates of ``log_det_i``: the log-det of the solved map.
     """
     perm, start, end = slices["perm"], slices["start"], slices["end"]
-    order = perm[0]  # sorted input k - 1 is the variable of degree k
-    D, L = len(order), len(perm) - 1
-    n = u.shape[0]
+    n, D = u.shape
+    C, L = len(perm[0]) - D, len(perm) - 1
+    order = perm[0][C:]  # the context (degree 0) sorts first; then sorted input C + k - 1 has degree k
     dtype = onp.result_type(u, params["W_mu"])
     act = {"relu": _relu, "tanh": onp.tanh}[activation]
     # The weights, rows and columns sorted by degree: gathered once per solve (one copy of the weights).
@@ -403,19 +419,21 @@ def solve_sliced(params, u, combine, slices, activation="relu"):
     W_alpha = onp.asarray(params["W_alpha"])[perm[L]][:, order]
     b_mu, b_alpha = onp.asarray(params["b_mu"])[order], onp.asarray(params["b_alpha"])[order]
     u_sorted = onp.asarray(u)[:, order]
-    v = onp.zeros((n, D), dtype=dtype)  # v[:, k - 1]: the coordinate of degree k, in sorted order
+    v = onp.zeros((n, C + D), dtype=dtype)  # v[:, C + k - 1]: the coordinate of degree k, in sorted order
+    if C:
+        v[:, :C] = onp.asarray(y)[:, perm[0][:C] - D]  # the context, known from the start
     h = [v] + [onp.zeros((n, W_l.shape[1]), dtype=dtype) for W_l in W]  # sorted hidden units
     log_det = onp.zeros(n, dtype=dtype)
     for k in range(1, D + 1):
-        j = k - 1  # the degree that became exact at the previous step
+        j = k - 1  # the degree that became exact at the previous step (0: only the context)
         for l in range(1, L + 1):  # hidden units of degree j, layer by layer
-            s, e, seen = start[l][j], end[l][j], end[l - 1][j] if l > 1 else j
+            s, e, seen = start[l][j], end[l][j], end[l - 1][j]
             if e > s:
                 h[l][:, s:e] = act(h[l - 1][:, :seen] @ W[l - 1][:seen, s:e] + b[l - 1][s:e])
-        seen = end[L][j] if L > 0 else j  # output k reads the units of degree < k
+        seen = end[L][j]  # output k reads the units of degree < k
         h_seen = h[L][:, :seen]
         mu = h_seen @ W_mu[:seen, j] + b_mu[j]
         alpha = h_seen @ W_alpha[:seen, j] + b_alpha[j]
-        v[:, j], log_det_k = combine(u_sorted[:, j], mu, alpha)
+        v[:, C + j], log_det_k = combine(u_sorted[:, j], mu, alpha)
         log_det += log_det_k
-    return v[:, onp.argsort(order)], log_det
+    return v[:, C:][:, onp.argsort(order)], log_det

@@ -96,7 +96,7 @@ def input_degrees(order):
     return m0
 
 
-def hidden_degrees(D, H, mode="sequential", m_prev=None, rng=None):
+def hidden_degrees(D, H, mode="sequential", m_prev=None, rng=None, lowest=1):
     """Degrees of one hidden layer of H units (MADE §4).
 
     ``"sequential"`` cycles through 1..D-1 (``1, 2, ..., D-1, 1, 2, ...``) when ``H >= D-1``, so every
@@ -111,6 +111,10 @@ def hidden_degrees(D, H, mode="sequential", m_prev=None, rng=None):
     there is no valid degree: every hidden unit gets degree 0 and sees no input, so the single output is a
     learnt constant, which is right for a 1-D autoregressive model.
 
+    A conditional MADE (MAF paper §3.4) passes ``lowest=0``: its context inputs have degree 0 (every unit
+    may read them), and hidden units of degree 0 read only the context. They are what lets the context
+    reach the *first* output (degree 1 sees only units of degree < 1). Degrees then run over 0..D-1.
+
     Parameters
     ----------
     D : int
@@ -121,6 +125,8 @@ def hidden_degrees(D, H, mode="sequential", m_prev=None, rng=None):
     m_prev : ndarray of int or None
         Degrees of the previous layer (needed by ``"random"``).
     rng : int, numpy.random.Generator or None
+    lowest : {1, 0}
+        The lowest hidden degree: 1 for a MADE, 0 for a conditional MADE (see above).
 
     Returns
     -------
@@ -129,16 +135,17 @@ def hidden_degrees(D, H, mode="sequential", m_prev=None, rng=None):
     if D == 1:
         return np.zeros(H, dtype=int)
     if mode == "sequential":
-        if H >= D - 1:
-            return np.arange(H) % (D - 1) + 1
-        return (D - 1 - np.round(np.linspace(0, D - 2, H))).astype(int)  # D-1 first: a lone unit links all inputs
+        if H >= D - lowest:
+            return np.arange(H) % (D - lowest) + lowest
+        # D-1 first: a lone unit links all inputs
+        return (D - 1 - np.round(np.linspace(0, D - 1 - lowest, H))).astype(int)
     if mode == "random":
-        low = 1 if m_prev is None else min(int(np.min(m_prev)), D - 1)
+        low = lowest if m_prev is None else min(max(int(np.min(m_prev)), lowest), D - 1)
         return as_generator(rng).integers(low, D, size=H)  # uniform on [low, D-1]
     raise ValueError(f"hidden_degrees (mode) must be one of {HIDDEN_DEGREE_MODES}, got {mode!r}")
 
 
-def made_degrees(D, hidden, order="sequential", hidden_mode="sequential", rng=None):
+def made_degrees(D, hidden, order="sequential", hidden_mode="sequential", rng=None, conditional=False):
     """All degrees of a MADE: ``[m^0, m^1, ..., m^L]`` for inputs and L hidden layers.
 
     Parameters
@@ -152,37 +159,48 @@ def made_degrees(D, hidden, order="sequential", hidden_mode="sequential", rng=No
         See :func:`hidden_degrees`.
     rng : int, numpy.random.Generator or None
         One generator is used for the order and every hidden layer, so a seed fixes them all.
+    conditional : bool
+        Hidden degrees from 0 (units that read only the context inputs, of degree 0) instead of 1.
 
     Returns
     -------
     degrees : list of ndarray of int
-        ``degrees[0]`` has shape (D,), ``degrees[l]`` has shape (H_l,).
+        ``degrees[0]`` has shape (D,), ``degrees[l]`` has shape (H_l,). The context inputs of a conditional
+        MADE are not listed: their degree is 0 (see :func:`made_masks`).
     """
     rng = as_generator(rng)
+    lowest = 0 if conditional else 1
     degrees = [input_degrees(make_order(D, order, rng))]
+    m_prev = np.append(degrees[0], 0) if conditional else degrees[0]
     for H in hidden:
-        degrees.append(hidden_degrees(D, H, hidden_mode, degrees[-1], rng))
+        degrees.append(hidden_degrees(D, H, hidden_mode, m_prev, rng, lowest))
+        m_prev = degrees[-1]
     return degrees
 
 
-def made_masks(degrees):
+def made_masks(degrees, context_dim=0):
     """Build the MADE masks from degrees: ``<=`` for hidden layers, strict ``<`` for the output (MADE §4).
 
     Parameters
     ----------
     degrees : list of ndarray of int
         ``[m^0, m^1, ..., m^L]``: input degrees (D,) then hidden degrees (H_l,).
+    context_dim : int
+        Number C of context inputs of a conditional MADE (MAF paper §3.4), placed after the D inputs, with
+        degree 0: every hidden unit may read them (0 <= m), and so may every output when L = 0.
 
     Returns
     -------
     masks : list of ndarray of float64
-        ``L + 1`` matrices: ``masks[l]`` of shape (H_l, H_{l+1}) for the hidden layers (with H_0 = D),
+        ``L + 1`` matrices: ``masks[l]`` of shape (H_l, H_{l+1}) for the hidden layers (with H_0 = D + C),
         and the output mask ``masks[-1]`` of shape (H_L, D), shared by the mu and alpha heads.
     """
     m = [np.asarray(d) for d in degrees]
-    hidden = [(m[l - 1][:, None] <= m[l][None, :]).astype(float) for l in range(1, len(m))]
+    m_in = np.concatenate([m[0], np.zeros(context_dim, dtype=int)])
+    units = [m_in] + m[1:]  # the degrees of each layer's units, inputs first
+    hidden = [(units[l - 1][:, None] <= units[l][None, :]).astype(float) for l in range(1, len(units))]
     # Strict: output d must not see a hidden unit that saw input d itself.
-    output = (m[-1][:, None] < m[0][None, :]).astype(float)
+    output = (units[-1][:, None] < m[0][None, :]).astype(float)
     return hidden + [output]
 
 

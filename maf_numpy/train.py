@@ -123,11 +123,13 @@ def flat_vector(tree, dtype):
     return onp.concatenate(leaves).astype(dtype, copy=False) if leaves else onp.zeros(0, dtype=dtype)
 
 
-def _mean_nll(flow, params, x, batch=4096):
-    """Mean negative log-likelihood of x (n, D) in nats, evaluated in chunks (no gradient)."""
+def _mean_nll(flow, params, x, y=None, batch=4096):
+    """Mean negative log-likelihood of x (n, D) (given the context y (n, C) of a conditional flow) in nats,
+    evaluated in chunks (no gradient)."""
     total = 0.0
     for start in range(0, x.shape[0], batch):
-        total -= float(onp.sum(flow._log_prob(params, x[start:start + batch])))
+        y_chunk = None if y is None else y[start:start + batch]
+        total -= float(onp.sum(flow._log_prob(params, x[start:start + batch], y_chunk)))
     return total / x.shape[0]
 
 
@@ -140,7 +142,7 @@ def _step_size(step, options):
 
 def fit(flow, x_train, x_val=None, steps=2000, batch_size=256, lr=1e-3, rng=None, progress=True,
         val_every=None, patience=20, val_fraction=0.1, lr_decay=True, checkpoint=None, checkpoint_every=None,
-        resume=None):
+        resume=None, y_train=None, y_val=None, augment=None):
     """Fit ``flow`` to data by maximum likelihood with minibatch Adam; keep the best parameters.
 
     Parameters
@@ -187,6 +189,19 @@ def fit(flow, x_train, x_val=None, steps=2000, batch_size=256, lr=1e-3, rng=None
         checkpoint's generator state (and the hold-out split it made) is. The resumed run ends bit for
         bit where the run would have ended without the interruption (the history's ``time`` aside). A
         checkpoint of a run that had already ended returns its history without training.
+    y_train, y_val : ndarray of shape (n, C) and (m, C), or None
+        The conditioning inputs of a conditional flow (``flow.context_dim = C > 0``), row for row with
+        ``x_train`` and ``x_val``: the loss is then -log p(x | y) (MAF paper §3.4). Required for a
+        conditional flow, refused for another. A hold-out split takes the same rows of both.
+    augment : callable or None
+        ``augment(x_batch, rng) -> x_batch`` applied to every training minibatch before the loss, with a
+        fresh ``numpy.random.Generator`` per step (derived from ``rng``, so runs and resumed runs are
+        reproducible): e.g. the uniform dequantisation of discrete data, redrawn at every step
+        (:func:`maf_numpy.datasets.dequantize_logit_augment`). ``x_train`` is then the raw data and the
+        model sees ``augment(x_train)``; ``x_val``, when given, must already be in the model's space (the
+        caller transforms it once, with fixed noise); a held-out part of ``x_train`` is transformed once
+        here, with fixed noise, and so are the points that fit a Standardize layer. ``resume`` cannot
+        check that the same function is passed again: that is the caller's duty.
 
     Returns
     -------
@@ -205,22 +220,35 @@ def fit(flow, x_train, x_val=None, steps=2000, batch_size=256, lr=1e-3, rng=None
     comes back with ``status == "interrupted"`` and a message. When a Standardize layer sits next to the
     data and has not been fitted yet, it is fitted to the training points first (to what remains of
     ``x_train`` after the hold-out when ``x_val`` is None).
+
+    The training loss of each step is ``flow._train_log_prob(params, x_batch, rng)`` when the flow defines
+    it (an order-agnostic MADE draws one of its mask sets there from the step's generator), else the
+    log-density itself. Flows with batch-normalisation layers (``flow.needs_refresh``) are switched to
+    training mode (minibatch statistics) only for the loss and its gradient; before every validation and
+    at the end their evaluation statistics are recomputed from the training data with
+    ``flow.refresh_state`` (whole-training-set statistics, as in the MAF paper's code).
     """
     options = _check_options(flow, x_train, x_val, steps, batch_size, lr, val_every, patience, val_fraction,
                              lr_decay)
     progress = check_bool(progress, "progress")
     rng = as_generator(rng)
     checkpoint, checkpoint_every = _check_checkpointing(checkpoint, checkpoint_every, options["val_every"])
-    fingerprint = None if checkpoint is None and resume is None else _data_fingerprint(x_train, x_val)
+    data = _check_context_and_augment(flow, x_train, x_val, y_train, y_val, augment)
+    fingerprint = None if checkpoint is None and resume is None else _data_fingerprint(data)
     saved = None if resume is None else _read_checkpoint(resume, flow, options, fingerprint)
-    x_train, x_val = _in_flow_dtype(flow, x_train), _in_flow_dtype(flow, x_val)
+    data = {key: _in_flow_dtype(flow, value) for key, value in data.items()}
 
     split_rng = rng if saved is None else _generator(saved["split_rng_state"])
     split_rng_state = split_rng.bit_generator.state
-    x_train, x_val, val_source = _hold_out(x_train, x_val, options["val_fraction"], split_rng)
+    data, val_source = _hold_out(data, options["val_fraction"], split_rng)
+    seed = _aux_seed(split_rng_state)
+    if augment is not None:  # fixed noise for the points that are scored or that fit statistics
+        data["x_fixed"] = _in_flow_dtype(flow, _augmented(augment, data["x_train"], seed, 0, 3, flow.dim))
+        if val_source != "x_val":
+            data["x_val"] = _in_flow_dtype(flow, _augmented(augment, data["x_val"], seed, 0, 2, flow.dim))
     if saved is None:
-        _fit_standardize(flow, x_train)
-    run = _make_run(flow, x_train, x_val, options, progress, fingerprint, split_rng_state)
+        _fit_standardize(flow, data.get("x_fixed", data["x_train"]))
+    run = _make_run(flow, data, options, progress, fingerprint, split_rng_state, augment, seed)
     state = _initial_state(run, rng, val_source) if saved is None else _resumed_state(saved, run)
     try:
         while state["history"]["status"] == "running":
@@ -275,14 +303,60 @@ def _check_checkpointing(checkpoint, checkpoint_every, val_every):
     return checkpoint, every
 
 
-def _data_fingerprint(x_train, x_val):
+def _check_context_and_augment(flow, x_train, x_val, y_train, y_val, augment):
+    """The data as a dict {"x_train", "x_val", "y_train", "y_val"}: contexts checked against the flow."""
+    C = getattr(flow, "context_dim", 0)
+    if augment is not None and not callable(augment):
+        raise TypeError(f"augment must be a callable (x_batch, rng) -> x_batch or None, got "
+                        f"{type(augment).__name__}")
+    if C == 0:
+        for name, y in (("y_train", y_train), ("y_val", y_val)):
+            if y is not None:
+                raise ValueError(f"{name} is only for a conditional flow (context_dim > 0); "
+                                 f"{type(flow).__name__} models p(x) without a context")
+        return {"x_train": x_train, "x_val": x_val}
+    if y_train is None or (x_val is not None) != (y_val is not None):
+        raise ValueError(f"a conditional flow needs y_train (n, {C}) with x_train, and y_val (m, {C}) with x_val "
+                         f"(and no y_val without x_val)")
+    check_data(y_train, C, "y_train")
+    if y_train.shape[0] != x_train.shape[0]:
+        raise ValueError(f"y_train must have one row per row of x_train ({x_train.shape[0]}), got "
+                         f"{y_train.shape[0]}")
+    if y_val is not None:
+        check_data(y_val, C, "y_val")
+        if y_val.shape[0] != x_val.shape[0]:
+            raise ValueError(f"y_val must have one row per row of x_val ({x_val.shape[0]}), got {y_val.shape[0]}")
+    return {"x_train": x_train, "x_val": x_val, "y_train": y_train, "y_val": y_val}
+
+
+def _data_fingerprint(data):
     """Shape, dtype and SHA-256 of the data, so that ``resume`` can refuse other data."""
     def describe(x):
         x = onp.ascontiguousarray(x)
         digest = hashlib.sha256(memoryview(x).cast("B")).hexdigest()
         return {"shape": list(x.shape), "dtype": str(x.dtype), "sha256": digest}
 
-    return {"x_train": describe(x_train), "x_val": None if x_val is None else describe(x_val)}
+    return {key: None if value is None else describe(value) for key, value in data.items()}
+
+
+def _aux_seed(split_rng_state):
+    """A seed for the per-step generators (augmentation, mask choice), derived from the generator state the
+    run started with, without drawing from it: flows that need no such generator follow the same trajectory
+    as before, and a resumed run derives the same seed from the checkpoint."""
+    return int(hashlib.sha256(_state_to_json(split_rng_state).encode()).hexdigest()[:16], 16)
+
+
+def _step_generator(seed, step, purpose):
+    """The generator of one step and one purpose (0: augment, 1: the flow's training loss; step 0: setup)."""
+    return onp.random.default_rng([seed, step, purpose])
+
+
+def _augmented(augment, x, seed, step, purpose, D):
+    x_new = augment(x, _step_generator(seed, step, purpose))
+    if not isinstance(x_new, onp.ndarray) or x_new.shape != (x.shape[0], D) or x_new.dtype.kind != "f":
+        raise ValueError(f"augment must return a float array of shape ({x.shape[0]}, {D}) for a minibatch of "
+                         f"{x.shape[0]} rows, got {type(x_new).__name__} {getattr(x_new, 'shape', '')}")
+    return x_new
 
 
 def _in_flow_dtype(flow, x):
@@ -291,14 +365,18 @@ def _in_flow_dtype(flow, x):
     return x if x is None or dtype is None or x.dtype == dtype else x.astype(dtype)
 
 
-def _hold_out(x_train, x_val, val_fraction, rng):
-    """(x_train, x_val, description): the given x_val, or a random ``val_fraction`` of x_train."""
-    if x_val is not None:
-        return x_train, x_val, "x_val"
-    permutation = rng.permutation(x_train.shape[0])
-    n_val = max(1, int(round(val_fraction * x_train.shape[0])))
-    return (x_train[permutation[n_val:]], x_train[permutation[:n_val]],
-            f"{n_val} points ({val_fraction:.0%}) held out of x_train")
+def _hold_out(data, val_fraction, rng):
+    """(data, description): the given x_val, or a random ``val_fraction`` of x_train (and the same rows of
+    y_train for a conditional flow)."""
+    if data["x_val"] is not None:
+        return data, "x_val"
+    n = data["x_train"].shape[0]
+    permutation = rng.permutation(n)
+    n_val = max(1, int(round(val_fraction * n)))
+    split = {"x_train": data["x_train"][permutation[n_val:]], "x_val": data["x_train"][permutation[:n_val]]}
+    if "y_train" in data:
+        split.update(y_train=data["y_train"][permutation[n_val:]], y_val=data["y_train"][permutation[:n_val]])
+    return split, f"{n_val} points ({val_fraction:.0%}) held out of x_train"
 
 
 def _fit_standardize(flow, x_train):
@@ -307,24 +385,42 @@ def _fit_standardize(flow, x_train):
         standardize.fit(x_train)
 
 
-def _make_run(flow, x_train, x_val, options, progress, fingerprint, split_rng_state):
+def _make_run(flow, data, options, progress, fingerprint, split_rng_state, augment, seed):
     """What stays fixed during the run: the data, the loss and its gradient, the options."""
-    def loss(params, x_batch):
-        return -np.sum(flow._log_prob(params, x_batch)) / x_batch.shape[0]
+    train_log_prob = getattr(flow, "_train_log_prob", None)
+
+    def loss(params, x_batch, y_batch, rng):
+        if train_log_prob is not None:  # e.g. one mask set of an order-agnostic MADE, drawn from rng
+            log_p = train_log_prob(params, x_batch, rng) if y_batch is None else train_log_prob(
+                params, x_batch, rng, y=y_batch)
+        else:
+            log_p = flow._log_prob(params, x_batch, y_batch)
+        return -np.sum(log_p) / x_batch.shape[0]
 
     unflatten = plain_unflatten(flow.params)[0]
     dtype = getattr(flow, "dtype", onp.dtype(onp.float64))
     theta = flat_vector(flow.params, dtype)
+    x_train = data["x_train"]
     return types.SimpleNamespace(
-        flow=flow, x_train=x_train, x_val=x_val, n=x_train.shape[0], options=options, progress=progress,
+        flow=flow, x_train=x_train, x_val=data["x_val"], y_train=data.get("y_train"), y_val=data.get("y_val"),
+        x_fixed=data.get("x_fixed", x_train), n=x_train.shape[0], options=options, progress=progress,
         batch_size=min(options["batch_size"], x_train.shape[0]), loss_and_grad=value_and_grad(loss),
         theta=theta, unflatten=unflatten, dtype=dtype, fingerprint=fingerprint, split_rng_state=split_rng_state,
+        augment=augment, seed=seed, needs_refresh=bool(getattr(flow, "needs_refresh", False)),
         start=time.perf_counter())
+
+
+def _refresh(run, params):
+    """Recompute the evaluation statistics of batch-norm layers from the training data (see ``fit``)."""
+    if run.needs_refresh:
+        run.flow.refresh_state(run.x_fixed, params) if run.y_train is None else run.flow.refresh_state(
+            run.x_fixed, params, y=run.y_train)
 
 
 def _initial_state(run, rng, val_source):
     """The state before step 1: the flow's parameters, zero moments, the first epoch's order."""
-    best_val = _mean_nll(run.flow, run.flow.params, run.x_val)
+    _refresh(run, run.flow.params)
+    best_val = _mean_nll(run.flow, run.flow.params, run.x_val, run.y_val)
     history = {"step": [], "train_nll": [], "val_nll": [], "time": [], "best_step": 0, "best_val_nll": best_val,
                "steps_run": 0, "status": "running", "message": "", "val_source": val_source}
     order = rng.permutation(run.n)
@@ -343,8 +439,19 @@ def _train_step(state, run):
     """One Adam step on the next minibatch (and a validation when due). Returns a new state."""
     step = state["step"] + 1
     order, cursor, rng_state = _next_minibatch(state, run)
-    x_batch = run.x_train[order[cursor:cursor + run.batch_size]]
-    value, grad = run.loss_and_grad(run.unflatten(state["theta"]), x_batch)
+    rows = order[cursor:cursor + run.batch_size]
+    x_batch = run.x_train[rows]
+    y_batch = None if run.y_train is None else run.y_train[rows]
+    if run.augment is not None:  # fresh noise at every step (e.g. dequantisation)
+        x_batch = _in_flow_dtype(run.flow, _augmented(run.augment, x_batch, run.seed, step, 0, run.flow.dim))
+    params = run.unflatten(state["theta"])
+    if run.needs_refresh:  # minibatch statistics in batch-norm layers, for the loss and its gradient only
+        run.flow.training = True
+    try:
+        value, grad = run.loss_and_grad(params, x_batch, y_batch, _step_generator(run.seed, step, 1))
+    finally:
+        if run.needs_refresh:
+            run.flow.training = False
     g = flat_vector(grad, run.dtype)
     if not (onp.isfinite(value) and onp.all(onp.isfinite(g))):
         return _stop(state, "diverged", _diverged_message(state, step, f"the training loss or its gradient is "
@@ -372,7 +479,9 @@ def _next_minibatch(state, run):
 def _validate(state, run):
     """Record the validation NLL; keep the best parameters; stop on a non-finite score or no progress."""
     step, old = state["step"], state["history"]
-    val_nll = _mean_nll(run.flow, run.unflatten(state["theta"]), run.x_val)
+    params = run.unflatten(state["theta"])
+    _refresh(run, params)
+    val_nll = _mean_nll(run.flow, params, run.x_val, run.y_val)
     history = {**old, "step": old["step"] + [step], "train_nll": old["train_nll"] + [float(onp.mean(
         state["train_losses"]))], "val_nll": old["val_nll"] + [float(val_nll)],
                "time": old["time"] + [time.perf_counter() - run.start]}
@@ -419,6 +528,7 @@ def _finish(state, run, rng):
     """Install the best parameters, move the caller's generator on, warn or print; return the history."""
     history = {key: list(value) if isinstance(value, list) else value for key, value in state["history"].items()}
     run.flow.params = run.unflatten(state["best_theta"])
+    _refresh(run, run.flow.params)
     rng.bit_generator.state = state["rng_state"]
     if history["status"] == "diverged":
         warnings.warn(history["message"], RuntimeWarning, stacklevel=4)
@@ -535,8 +645,8 @@ def _json(text):
 
 def _check_same_run(meta, path, options, fingerprint):
     """The fit options and the data must be those of the checkpoint's run (bit-identical continuation)."""
-    for name in ("x_train", "x_val"):
-        old, new = meta["data"].get(name), fingerprint[name]
+    for name in ("x_train", "x_val", "y_train", "y_val"):
+        old, new = meta["data"].get(name), fingerprint.get(name)
         if old is None or new is None:
             if old != new:
                 given = ["None" if v is None else "an array" for v in (old, new)]

@@ -38,6 +38,7 @@ from autograd.tracer import isbox
 
 from .made import MADENetwork, init_made_params, made_apply
 from .masks import two_group_degrees
+from .validation import check_dtype, check_positive_float, check_positive_int
 
 __all__ = [
     "affine_forward",
@@ -51,6 +52,7 @@ __all__ = [
     "AffineCoupling",
     "MADECoupling",
     "Standardize",
+    "BatchNorm",
 ]
 
 
@@ -167,8 +169,8 @@ def sequential_solver(name):
         set_sequential_solver(previous)
 
 
-def _use_sliced(params, v):
-    return _SOLVER["name"] == "sliced" and not is_traced(params, v)
+def _use_sliced(params, v, y=None):
+    return _SOLVER["name"] == "sliced" and not is_traced(params, v) and not isbox(y)
 
 
 def is_traced(params, v):
@@ -186,13 +188,39 @@ def is_traced(params, v):
 # ---------------------------------------------------------------------------------------------------
 # Affine autoregressive layers: MAF and IAF share the network, the maps and the solver.
 # ---------------------------------------------------------------------------------------------------
+def soft_clamp(alpha, c):
+    """The optional soft clamp of the log-scale: ``c * tanh(alpha / c)``, elementwise (any shape).
+
+    Smooth, increasing, equal to alpha near 0 (slope 1) and bounded by ``(-c, c)``, so one layer scales a
+    coordinate by at most ``exp(c)``. The layer stays an exact bijection and its log-det is still
+    ``sum(alpha)`` of the clamped alpha. The MAF paper uses the unconstrained ``exp(alpha)``, which stays
+    the default (``alpha_clamp=None``); the clamp is a stabiliser for deep stacks or large learning rates,
+    at the price of a bounded per-layer scale (DESIGN §5).
+    """
+    return c * np.tanh(alpha / c)
+
+
+def _clamped(combine, c):
+    """A sliced-solver ``combine`` whose alpha goes through :func:`soft_clamp` first."""
+    if c is None:
+        return combine
+    return lambda u_i, mu_i, alpha_i: combine(u_i, mu_i, c * onp.tanh(alpha_i / c))
+
+
 class _AffineAutoregressive:
-    """Shared structure of MAFLayer and IAFLayer: one MADE network (see :class:`MADENetwork`)."""
+    """Shared structure of MAFLayer and IAFLayer: one MADE network (see :class:`MADENetwork`).
+
+    ``context_dim = C > 0`` makes the layer conditional (MAF paper §3.4): its MADE reads ``[v, y]`` and
+    ``forward``/``inverse`` take the context ``y`` (n, C). ``alpha_clamp = c`` replaces alpha by
+    :func:`soft_clamp` ``(alpha, c)``; None (the default) is the paper's unconstrained form.
+    """
 
     def __init__(self, D, hidden=(64, 64), order="sequential", hidden_degrees="sequential",
-                 activation="relu", rng=None, degrees=None, dtype="float64"):
+                 activation="relu", rng=None, degrees=None, dtype="float64", context_dim=0, alpha_clamp=None):
         self.D = D
-        self.network = MADENetwork(D, hidden, order, hidden_degrees, activation, rng, degrees, dtype)
+        self.context_dim = context_dim
+        self.alpha_clamp = alpha_clamp
+        self.network = MADENetwork(D, hidden, order, hidden_degrees, activation, rng, degrees, dtype, context_dim)
 
     @property
     def degrees(self):
@@ -228,9 +256,17 @@ class _AffineAutoregressive:
     def init_params(self, rng):
         return self.network.init_params(rng)
 
-    def conditioner(self, params, v):
-        """(mu, alpha) = MADE(v), each (n, D): one network pass, counted in ``network.calls``."""
-        return self.network(params, v)
+    def conditioner(self, params, v, y=None):
+        """(mu, alpha) = MADE(v) (or MADE([v, y]) when conditional), each (n, D): one network pass, counted
+        in ``network.calls``; alpha soft-clamped when ``alpha_clamp`` is set."""
+        mu, alpha = self.network(params, v, y)
+        if self.alpha_clamp is not None:
+            alpha = soft_clamp(alpha, self.alpha_clamp)
+        return mu, alpha
+
+    def _solve(self, params, u, combine, y):
+        """The degree-sliced D-pass solver (see :func:`maf_numpy.made.solve_sliced`)."""
+        return self.network.solve(params, u, _clamped(combine, self.alpha_clamp), y)
 
     def get_state(self):
         return {f"degrees_{l}": m for l, m in enumerate(self.network.degrees)}
@@ -263,23 +299,24 @@ class MAFLayer(_AffineAutoregressive):
     passes and agree to rounding.
     """
 
-    def inverse(self, params, x):
-        """Normalise, x -> z, in one MADE pass (MAF §3.1). Returns (z, log|det dz/dx|)."""
-        mu, alpha = self.conditioner(params, x)
+    def inverse(self, params, x, y=None):
+        """Normalise, x -> z, in one MADE pass (MAF §3.1). Returns (z, log|det dz/dx|).
+        ``y`` (n, C): the context of a conditional layer (MAF §3.4), else None."""
+        mu, alpha = self.conditioner(params, x, y)
         return affine_inverse(x, mu, alpha)
 
-    def forward(self, params, z):
+    def forward(self, params, z, y=None):
         """Generate, z -> x, in D MADE passes (MAF §3.1). Returns (x, log|det dx/dz|).
 
         Pass k evaluates (mu, alpha) at the current x, whose coordinates of degree < k are already
         exact, so after D passes x is exact (:func:`solve_autoregressive`). With untraced params and z, the
         degree-sliced solver computes the same x with about one pass of arithmetic (:class:`MAFLayer`).
         """
-        if _use_sliced(params, z):
-            return self.network.solve(params, z, _maf_combine)
+        if _use_sliced(params, z, y):
+            return self._solve(params, z, _maf_combine, y)
 
         def step(x):
-            mu, alpha = self.conditioner(params, x)
+            mu, alpha = self.conditioner(params, x, y)
             return affine_forward(z, mu, alpha)
 
         return solve_autoregressive(step, self.D, z.shape, self.input_degrees, z.dtype)
@@ -294,12 +331,13 @@ class IAFLayer(_AffineAutoregressive):
     paper's §3.2 form with the same expressive power.)
     """
 
-    def forward(self, params, z):
-        """Generate, z -> x, in one MADE pass: MAF §3.2. Returns (x, log|det dx/dz|)."""
-        mu, alpha = self.conditioner(params, z)
+    def forward(self, params, z, y=None):
+        """Generate, z -> x, in one MADE pass: MAF §3.2. Returns (x, log|det dx/dz|).
+        ``y`` (n, C): the context of a conditional layer, else None."""
+        mu, alpha = self.conditioner(params, z, y)
         return affine_forward(z, mu, alpha)
 
-    def inverse(self, params, x):
+    def inverse(self, params, x, y=None):
         """Normalise, x -> z, in D MADE passes. Returns (z, log|det dz/dx|).
 
         Pass k evaluates (mu, alpha) at the current z, whose coordinates of degree < k are already
@@ -307,11 +345,11 @@ class IAFLayer(_AffineAutoregressive):
         degree-sliced solver computes the same z with about one pass of arithmetic
         (:func:`maf_numpy.made.solve_sliced`).
         """
-        if _use_sliced(params, x):
-            return self.network.solve(params, x, _iaf_combine)
+        if _use_sliced(params, x, y):
+            return self._solve(params, x, _iaf_combine, y)
 
         def step(z):
-            mu, alpha = self.conditioner(params, z)
+            mu, alpha = self.conditioner(params, z, y)
             return affine_inverse(x, mu, alpha)
 
         return solve_autoregressive(step, self.D, x.shape, self.input_degrees, x.dtype)
@@ -560,3 +598,152 @@ class MADECoupling(_AffineAutoregressive):
     def __repr__(self):
         return (f"MADECoupling(D={self.D}, hidden={self.network.hidden}, A={self.A.tolist()}, "
                 f"B={self.B.tolist()})")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Batch normalisation as a bijector (MAF paper §4.1, experimental setup; RealNVP paper §3.7).
+# ---------------------------------------------------------------------------------------------------
+class BatchNorm:
+    """Batch normalisation as an invertible layer with its log-det (MAF paper §4.1; Dinh et al. 2017, §3.7).
+
+        inverse:  z = (x - m) / sqrt(v + eps) * exp(log_gamma) + beta
+                  log|det dz/dx| = sum_i (log_gamma_i - 0.5 log(v_i + eps))
+        forward:  x = (z - beta) * exp(-log_gamma) * sqrt(v + eps) + m     (evaluation mode only)
+
+    The MAF paper puts one between consecutive MADE layers: the normalising direction sees the output of
+    the layer below it (nearer the data) and recentres and rescales it, which keeps the deep flow's
+    intermediate values near N(0, I) and helps deep flows train (Dinh et al. 2017, §3.7). ``log_gamma``
+    and ``beta``, each of shape (D,), are the learnable parameters (``params``); gamma = exp(log_gamma) is
+    parametrised by its logarithm so that it stays positive and the map stays invertible (as in the authors'
+    code). ``eps`` (1e-5, the authors' value and PyTorch's) keeps the division finite when a dimension of
+    the batch is constant.
+
+    Two modes, chosen by the ``training`` attribute (``Flow.training`` sets it for every layer; ``fit``
+    turns it on only while it computes the loss and gradient of a step):
+
+    - ``training = True``: (m, v) are the mean and *biased* variance (divisor n) of the batch the layer
+      receives, per dimension. z of one point then depends on every other point of the batch, and so does
+      the log-det (the same number for every point of the batch). Gradients flow through m and v: autograd
+      differentiates the whole batch. This is a map of the batch, not of each point; only ``inverse`` exists
+      (``forward`` raises: the batch statistics of the x it would produce are not known beforehand). A batch
+      of one point has v = 0 and maps every x to beta: train with batches of tens of points or more.
+    - ``training = False`` (the default): (m, v) are fixed numbers held as layer *state*, ``mean`` and
+      ``var`` (not ``params``, like :class:`Standardize`'s shift and scale: saved by ``io``, restored by
+      ``load``). The layer is then an elementwise affine map of each point, an exact bijection whose
+      ``forward`` is its inverse, and log_prob and sample are per-point and deterministic.
+
+    Which fixed statistics. :meth:`set_statistics` sets ``mean`` and ``var`` to those of the **whole
+    training set pushed through the layers below** (``Flow.refresh_state``, which ``fit`` calls before
+    every validation and at the end with the best parameters). That is what the authors' code does
+    (gpapamak/maf, ``ml/trainers.py``: ``set_batch_norm_stats`` evaluates every BatchNorm's statistics on
+    the whole training set before each validation and after restoring the best parameters;
+    ``ml/models/layers.py``: ``set_batch_stats``). We prefer it to running averages because it is exact
+    (the statistics the layer would compute if its batch were the whole training set, the distribution it
+    was trained to normalise), deterministic (the same parameters always give the same evaluation-mode
+    model, so a resumed run and a saved model give the same numbers) and needs no momentum parameter;
+    running averages mix statistics of parameters from many past steps. It costs one pass over the
+    training set per refresh (cheap next to training). Until it is refreshed, ``mean`` = 0 and ``var`` = 1:
+    close to the identity (exactly z = x / sqrt(1 + eps) with the initial parameters).
+
+    Parameters
+    ----------
+    D : int
+        Dimension.
+    eps : float
+        Added to the variance before the square root (finite, > 0; default 1e-5).
+    dtype : {"float64", "float32"}
+        Type of the parameters and of the statistics.
+
+    Attributes
+    ----------
+    mean, var : ndarray of shape (D,)
+        Evaluation-mode statistics m and v (state).
+    refreshed : bool
+        Whether :meth:`set_statistics` has set them.
+    training : bool
+        The mode (see above). False by default.
+    input_degrees : ndarray of int, shape (D,)
+        All 1: in evaluation mode the Jacobian of each point is diagonal.
+    calls : int
+        Counted like the other layers' network passes; always 0 (this layer has no network).
+    """
+
+    def __init__(self, D, eps=1e-5, dtype="float64"):
+        self.D = check_positive_int(D, "D")
+        self.eps = check_positive_float(eps, "eps")
+        self.dtype = onp.dtype(check_dtype(dtype))
+        self.mean = onp.zeros(self.D, dtype=self.dtype)
+        self.var = onp.ones(self.D, dtype=self.dtype)
+        self.refreshed = False
+        self.training = False
+        self.input_degrees = onp.ones(self.D, dtype=int)  # diagonal Jacobian (evaluation mode)
+        self.calls = 0
+
+    def init_params(self, rng):
+        """``{"log_gamma": zeros (D,), "beta": zeros (D,)}``: gamma = 1, beta = 0 (no random draw)."""
+        return {"log_gamma": onp.zeros(self.D, dtype=self.dtype), "beta": onp.zeros(self.D, dtype=self.dtype)}
+
+    def statistics(self, x):
+        """(m, v), each (D,): the batch's mean and biased variance in training mode, else ``mean``, ``var``.
+
+        Written ``sum / n`` (not ``np.mean``) so that a float32 batch keeps float32 gradients (DESIGN §7).
+        """
+        if not self.training:
+            return self.mean, self.var
+        n = x.shape[0]
+        m = np.sum(x, axis=0) / n
+        x_centred = x - m
+        v = np.sum(x_centred * x_centred, axis=0) / n
+        return m, v
+
+    def inverse(self, params, x):
+        """Normalise, x -> z: z = (x - m) / sqrt(v + eps) * exp(log_gamma) + beta. Returns (z, log|det dz/dx|).
+
+        In training mode (m, v) are the statistics of this batch x (n, D), and the log-det, of shape (n,),
+        is the same number for every point; in evaluation mode they are ``mean`` and ``var``.
+        """
+        m, v = self.statistics(x)
+        # the whole map is z_i = (x_i - m_i) * exp(log_scale_i) + beta_i: one log-scale per dimension, (D,)
+        log_scale = params["log_gamma"] - 0.5 * np.log(v + self.eps)
+        z = (x - m) * np.exp(log_scale) + params["beta"]
+        return z, np.sum(log_scale) * np.ones(x.shape[0], dtype=x.dtype)
+
+    def forward(self, params, z):
+        """Generate, z -> x: x = (z - beta) * exp(-log_gamma) * sqrt(v + eps) + m, with the fixed (m, v).
+        Returns (x, log|det dx/dz|). Evaluation mode only (RuntimeError in training mode)."""
+        if self.training:
+            raise RuntimeError("BatchNorm.forward (z -> x) needs evaluation mode: in training mode the layer "
+                               "normalises by the statistics of its own input batch x, which are unknown before "
+                               "x is computed. Set flow.training = False (fit does so outside its gradient step) "
+                               "to sample or call forward")
+        log_scale = params["log_gamma"] - 0.5 * np.log(self.var + self.eps)  # that of inverse, (D,)
+        x = (z - params["beta"]) * np.exp(-log_scale) + self.mean
+        return x, -np.sum(log_scale) * np.ones(z.shape[0], dtype=z.dtype)
+
+    def set_statistics(self, x):
+        """Set ``mean`` and ``var`` to the mean and biased variance of x, shape (n, D), per dimension.
+
+        ``Flow.refresh_state`` calls it with the whole training set pushed through the layers below.
+        Computed in float64, stored in the layer's dtype. Returns the layer.
+        """
+        x = onp.asarray(x, dtype=onp.float64)
+        if x.ndim != 2 or x.shape[1] != self.D or x.shape[0] == 0:
+            raise ValueError(f"x must have shape (n, {self.D}) with n >= 1, got {x.shape}")
+        mean, var = onp.mean(x, axis=0), onp.var(x, axis=0)
+        # A layer below that overflowed (diverged parameters) gives NaN or inf here: stored as they are, so that
+        # the evaluation-mode log_prob is not finite and fit's divergence guard reports it.
+        self.mean, self.var = mean.astype(self.dtype), var.astype(self.dtype)
+        self.refreshed = True
+        return self
+
+    def get_state(self):
+        return {"mean": self.mean, "var": self.var, "refreshed": onp.array(self.refreshed)}
+
+    def set_state(self, state):
+        self.mean = onp.array(state["mean"], dtype=self.dtype)
+        self.var = onp.array(state["var"], dtype=self.dtype)
+        self.refreshed = bool(state["refreshed"])
+
+    def __repr__(self):
+        mode = "training" if self.training else "evaluation"
+        return f"BatchNorm(D={self.D}, eps={self.eps:g}, mode={mode!r}, refreshed={self.refreshed})"

@@ -26,10 +26,38 @@ def perturb(params, rng, scale=0.3):
 
 
 # --- every single layer: (id, factory(D, rng) -> (layer, params)) ----------------------------------
-def _autoregressive(cls, hidden=(16, 16), order="sequential", hidden_degrees="sequential", activation="tanh"):
+def _autoregressive(cls, hidden=(16, 16), order="sequential", hidden_degrees="sequential", activation="tanh",
+                    **options):
     def make(D, rng):
-        layer = cls(D, hidden, mf.masks.make_order(D, order, rng), hidden_degrees, activation, rng)
+        layer = cls(D, hidden, mf.masks.make_order(D, order, rng), hidden_degrees, activation, rng, **options)
         return layer, perturb(layer.init_params(rng), rng)
+
+    return make
+
+
+class WithContext:
+    """A conditional layer with its context y (C,) held fixed: a bijection of x that the suite can check."""
+
+    def __init__(self, layer, y):
+        self.layer, self.y = layer, y
+
+    def _y(self, v):
+        return onp.broadcast_to(self.y, (v.shape[0], len(self.y)))
+
+    def forward(self, params, z):
+        return self.layer.forward(params, z, self._y(z))
+
+    def inverse(self, params, x):
+        return self.layer.inverse(params, x, self._y(x))
+
+    def __getattr__(self, name):
+        return getattr(self.layer, name)
+
+
+def _conditional(cls, C=3, **options):
+    def make(D, rng):
+        layer, params = _autoregressive(cls, context_dim=C, **options)(D, rng)
+        return WithContext(layer, rng.normal(size=C)), params
 
     return make
 
@@ -55,6 +83,12 @@ def _standardize(D, rng):
     return layer, {}
 
 
+def _batch_norm(D, rng):
+    """BatchNorm in evaluation mode, with perturbed log_gamma and beta and random fixed statistics."""
+    layer = transforms.BatchNorm(D).set_statistics(rng.normal(1.5, 3.0, size=(50, D)))
+    return layer, perturb(layer.init_params(rng), rng)
+
+
 LAYERS = {
     "MAF-sequential": _autoregressive(transforms.MAFLayer),
     "MAF-reversed": _autoregressive(transforms.MAFLayer, order="reversed"),
@@ -67,6 +101,13 @@ LAYERS = {
     "IAF-reversed": _autoregressive(transforms.IAFLayer, order="reversed"),
     "IAF-random-order": _autoregressive(transforms.IAFLayer, order="random"),
     "IAF-narrow-hidden": _autoregressive(transforms.IAFLayer, hidden=(2,), order="random"),
+    "MAF-alpha-clamp": _autoregressive(transforms.MAFLayer, order="random", alpha_clamp=0.7),
+    "IAF-alpha-clamp": _autoregressive(transforms.IAFLayer, alpha_clamp=0.7),
+    "MAF-conditional": _conditional(transforms.MAFLayer, order="random"),
+    "MAF-conditional-random-degrees": _conditional(transforms.MAFLayer, hidden_degrees="random"),
+    "MAF-conditional-narrow-hidden": _conditional(transforms.MAFLayer, hidden=(2,)),
+    "MAF-conditional-no-hidden": _conditional(transforms.MAFLayer, hidden=()),
+    "IAF-conditional": _conditional(transforms.IAFLayer, order="reversed"),
     "coupling": _coupling(False),
     "coupling-flipped": _coupling(True),
     "coupling-as-made": _made_coupling(False),
@@ -74,6 +115,7 @@ LAYERS = {
     "coupling-as-made-no-hidden": _made_coupling(False, hidden=()),
     "coupling-as-made-relu": _made_coupling(False, hidden=(8,), activation="relu"),
     "standardize": _standardize,
+    "batch-norm-evaluation-mode": _batch_norm,
 }
 
 

@@ -243,3 +243,52 @@ def test_a_different_fit_seed_shuffles_differently(moons):
         flow.fit(x_train, steps=20, rng=seed, progress=False, patience=None)
         params.append(flat_params(flow))
     assert not onp.array_equal(*params)
+
+
+# --- augment: a transformation of every training minibatch with fresh randomness ----------------------------
+def test_augment_sees_every_minibatch_with_a_fresh_generator_reproducibly():
+    x = datasets.toy("moons", 200, rng=0)
+    calls = []
+
+    def augment(x_batch, rng):
+        noise = rng.uniform(size=x_batch.shape)
+        calls.append((x_batch.shape[0], float(noise[0, 0])))
+        return x_batch + 0.01 * noise
+
+    def run():
+        calls.clear()
+        flow = mf.MAF(2, num_layers=1, hidden=(8,), rng=0)
+        flow.fit(x, x[:50], steps=12, batch_size=32, progress=False, rng=0, augment=augment)
+        return flow, list(calls)
+
+    flow_a, calls_a = run()
+    flow_b, calls_b = run()
+    # one call for the points that fit the Standardize layer, then one per step, each with new noise
+    assert len(calls_a) == 1 + 12 and calls_a[0][0] == 200 and all(n == 32 for n, _ in calls_a[1:])
+    assert len({u for _, u in calls_a}) == len(calls_a), "two calls drew the same noise"
+    assert calls_a == calls_b
+    assert all(onp.array_equal(a, b) for a, b in zip(flow_a.params[1].values(), flow_b.params[1].values())
+               if not isinstance(a, list))
+
+
+def test_augment_transforms_a_held_out_split_once_with_fixed_noise():
+    x = datasets.toy("moons", 100, rng=0)
+    shapes = []
+
+    def augment(x_batch, rng):
+        shapes.append(x_batch.shape[0])
+        return x_batch + 1e-3 * rng.standard_normal(x_batch.shape)
+
+    flow = mf.MAF(2, num_layers=1, hidden=(8,), rng=0)
+    history = flow.fit(x, steps=3, batch_size=16, progress=False, rng=0, val_fraction=0.2, augment=augment)
+    assert shapes == [80, 20, 16, 16, 16]  # Standardize's points, the held-out points, three minibatches
+    assert "held out" in history["val_source"]
+
+
+def test_a_bad_augment_is_refused_with_the_argument_named():
+    x = datasets.toy("moons", 100, rng=0)
+    flow = mf.MAF(2, num_layers=1, hidden=(8,), rng=0)
+    with pytest.raises(TypeError, match="augment must be a callable"):
+        flow.fit(x, steps=2, progress=False, augment="dequantize")
+    with pytest.raises(ValueError, match=r"augment must return a float array of shape \(90, 2\)"):
+        flow.fit(x, steps=2, progress=False, augment=lambda x_batch, rng: x_batch[:, :1])
