@@ -183,11 +183,13 @@ class Flow:
         return self._public_forward(z, None, params)
 
     def log_prob(self, x, params=None):
-        """log p(x) = log N(z; 0, I) + log|det dz/dx| (change of variables, MAF §2.2); shape (n,)."""
+        """log p(x) = log N(z; 0, I) + log|det dz/dx| (change of variables, MAF §2.2); shape (n,).
+        (A MAF MoG's base is a MADE MoG instead of N(0, I): :mod:`maf_numpy.mog`.)"""
         return self._public_log_prob(x, None, params)
 
     def sample(self, n, rng=None, params=None):
-        """Draw n points: z ~ N(0, I), x = forward(z). Returns an array of shape (n, D) in the flow's dtype.
+        """Draw n points: z from the base (N(0, I) unless a subclass overrides ``_base_sample``), x = forward(z).
+        Returns an array of shape (n, D) in the flow's dtype.
 
         z is drawn in float64 and then cast, so flows of either dtype draw the same z from the same seed.
         """

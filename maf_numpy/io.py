@@ -93,7 +93,8 @@ def save(flow, path):
 
     Parameters
     ----------
-    flow : MADE, MAF, IAF or RealNVP
+    flow : Flow
+        Any flow class in ``CLASSES`` (MADE, MAF, IAF, RealNVP, the MoG, conditional and order-agnostic flows).
     path : str or os.PathLike
     """
     arrays = {"__format__": np.array(FORMAT_NAME), "__version__": np.array(FORMAT_VERSION),
@@ -279,7 +280,7 @@ def load(path):
 
     Returns
     -------
-    MADE, MAF, IAF or RealNVP
+    Flow (one of the classes in ``CLASSES``)
         Same class, configuration, structure and parameters: it computes bit for bit the same numbers.
 
     Raises
