@@ -26,9 +26,10 @@ import numpy as np
 
 from . import datasets
 from .flows import IAF, MADE, MAF, RealNVP
+from .mog import MADEMoG, MAFMoG
 
 EXACT_ENTROPY = ("fig1", "checkerboard")  # the others' entropies are Monte-Carlo estimates (datasets.py)
-FLOWS = ("made", "maf", "iaf", "realnvp")
+FLOWS = ("made", "maf", "iaf", "realnvp", "mademog", "mafmog")
 DEMO_TOYS = ("fig1", "8gaussians")
 DEMO_MODELS = (("MADE", "made"), ("MAF-5", "maf"), ("IAF-5", "iaf"), ("RealNVP-5", "realnvp"))
 DEMO_LR = 3e-3
@@ -41,11 +42,17 @@ FULL = {"steps": DEMO_STEPS, "n_train": 10_000, "n_val": 2_000, "n_test": 20_000
 # ---------------------------------------------------------------------------------------------------
 # Shared helpers
 # ---------------------------------------------------------------------------------------------------
-def build_flow(kind, layers=5, hidden=(64, 64), rng=0):
-    """A 2D flow by name: "made" (order (x1, x2)), "maf", "iaf" or "realnvp" (``layers`` layers)."""
+def build_flow(kind, layers=5, hidden=(64, 64), rng=0, batch_norm=False):
+    """A 2D flow by name: "made" (order (x1, x2)), "mademog" (10 components), "maf", "iaf", "realnvp" or
+    "mafmog" (``layers`` layers; batch-norm layers between them for maf/iaf/realnvp if ``batch_norm``)."""
     if kind == "made":
         return MADE(2, hidden=hidden, order="sequential", rng=rng)
-    return {"maf": MAF, "iaf": IAF, "realnvp": RealNVP}[kind](2, num_layers=layers, hidden=hidden, rng=rng)
+    if kind == "mademog":
+        return MADEMoG(2, hidden=hidden, order="sequential", rng=rng)
+    if kind == "mafmog":
+        return MAFMoG(2, num_layers=layers, hidden=hidden, rng=rng)
+    options = {"batch_norm": True} if batch_norm else {}
+    return {"maf": MAF, "iaf": IAF, "realnvp": RealNVP}[kind](2, num_layers=layers, hidden=hidden, rng=rng, **options)
 
 
 def toy_splits(name, n_train, n_val, n_test, seed):
@@ -324,27 +331,47 @@ def run_demo(args):
 # fit
 # ---------------------------------------------------------------------------------------------------
 def run_fit(args):
-    if args.flow == "made" and args.layers is not None:
-        args.subparser.error("--layers does not apply to --flow made (a MADE is a single layer)")
-    layers = 5 if args.layers is None else args.layers
-    out = args.out or f"{args.flow}_{args.data}.npz"
-    n_val = max(2, args.n_train // 5)
-    x_train, x_val, x_test = toy_splits(args.data, args.n_train, n_val, 10_000, args.seed)
-    flow = build_flow(args.flow, layers, args.hidden, rng=args.seed)
-    if not args.quiet:
-        print(f"training {flow!r}\non {args.n_train} points of {args.data!r} ({n_val} for validation)",
+    if args.flow in ("made", "mademog") and args.layers is not None:
+        args.subparser.error(f"--layers does not apply to --flow {args.flow} (a MADE is a single layer)")
+    if args.batch_norm and args.flow not in ("maf", "iaf", "realnvp"):
+        args.subparser.error("--batch-norm applies to --flow maf, iaf or realnvp (it goes between their layers)")
+    job = {"flow": args.flow, "layers": 5 if args.layers is None else args.layers, "hidden": args.hidden,
+           "batch_norm": args.batch_norm, "data": args.data, "n_train": args.n_train, "steps": args.steps,
+           "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, "quiet": args.quiet,
+           "out": args.out or f"{args.flow}_{args.data}.npz"}
+    if any(os.environ.get(name) for name in BLAS_THREAD_VARIABLES):
+        return fit_job(job)  # the user chose the BLAS threads: train here
+    # NumPy is loaded already, with as many BLAS threads as cores: on busy cores those threads wait for each
+    # other (10x slower here for a 2-D MAF). Train in one fresh process with one BLAS thread instead.
+    with single_threaded_blas_for_children(), concurrent.futures.ProcessPoolExecutor(
+            1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        future = pool.submit(importlib.import_module("maf_numpy.__main__").fit_job, job)
+        while True:
+            try:
+                return future.result()
+            except KeyboardInterrupt:  # the worker got it too: fit stops cleanly, then saves and reports
+                continue
+
+
+def fit_job(job):
+    """Train one flow on a toy, report its held-out NLL and save it (the ``fit`` command's work)."""
+    n_val = max(2, job["n_train"] // 5)
+    x_train, x_val, x_test = toy_splits(job["data"], job["n_train"], n_val, 10_000, job["seed"])
+    flow = build_flow(job["flow"], job["layers"], job["hidden"], rng=job["seed"], batch_norm=job["batch_norm"])
+    if not job["quiet"]:
+        print(f"training {flow!r}\non {job['n_train']} points of {job['data']!r} ({n_val} for validation)",
               flush=True)
     start = time.perf_counter()
-    history = flow.fit(x_train, x_val, steps=args.steps, batch_size=args.batch_size, lr=args.lr, rng=args.seed,
-                       progress=not args.quiet)
+    history = flow.fit(x_train, x_val, steps=job["steps"], batch_size=job["batch_size"], lr=job["lr"],
+                       rng=job["seed"], progress=not job["quiet"])
     seconds = time.perf_counter() - start
     nll, two_se = held_out_nll(flow, x_test)
-    entropy = true_entropy(args.data)
+    entropy = true_entropy(job["data"])
     kl = "" if entropy is None else f"; true entropy {entropy:.4f}, so KL to the truth ≈ {nll - entropy:.4f}"
     print(f"held-out NLL on {len(x_test)} test points: {nll:.4f} ± {two_se:.4f} nats (± 2se){kl}")
     print(f"{history['steps_run']} steps in {seconds:.1f} s ({history['status']}), {flow.num_params} parameters")
-    flow.save(out)
-    print(f"saved to {out}  (read it back with maf_numpy.load({out!r}))")
+    flow.save(job["out"])
+    print(f"saved to {job['out']}  (read it back with maf_numpy.load({job['out']!r}))", flush=True)
     return 0
 
 
@@ -381,7 +408,10 @@ def make_parser():
                                           "it with flow.save (maf_numpy.load reads it back).")
     fit.add_argument("--data", required=True, choices=datasets.toy_names(), help="the toy density")
     fit.add_argument("--flow", required=True, choices=FLOWS, help="the model")
-    fit.add_argument("--layers", type=positive_int, default=None, help="layers of maf/iaf/realnvp (default 5)")
+    fit.add_argument("--layers", type=positive_int, default=None,
+                     help="layers of maf/iaf/realnvp/mafmog (default 5)")
+    fit.add_argument("--batch-norm", action="store_true",
+                     help="batch-norm bijectors between the layers of maf/iaf/realnvp")
     fit.add_argument("--hidden", type=parse_hidden, default=(64, 64), help="hidden widths (default 64,64)")
     fit.add_argument("--steps", type=positive_int, default=2000, help="Adam steps (default 2000)")
     fit.add_argument("--batch-size", type=positive_int, default=256, help="minibatch size (default 256)")

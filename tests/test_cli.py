@@ -84,3 +84,19 @@ def test_demo_retrains_a_diverged_model_with_a_smaller_step_size_and_marks_it():
     assert result["lr"] < 1.0 and np.isfinite(result["nll"])
     table = format_table([("fig1", result)])
     assert "MAF-5*" in table and "* fig1 MAF-5: diverged" in table
+
+
+def test_fit_trains_a_maf_mog_and_a_batch_norm_maf_that_load_reads_back(tmp_path):
+    for flow_args, cls in ((["--flow", "mafmog"], mf.MAFMoG), (["--flow", "realnvp", "--batch-norm"], mf.RealNVP)):
+        out = tmp_path / f"{cls.__name__}.npz"
+        result = run_cli("fit", "--data", "moons", *flow_args, "--layers", "2", "--hidden", "8", "--steps", "5",
+                         "--n-train", "100", "--quiet", "--out", out)
+        assert result.returncode == 0, result.stderr
+        flow = mf.load(out)
+        assert type(flow) is cls
+        assert cls is mf.MAFMoG or flow.config.get("batch_norm") is True
+
+
+def test_batch_norm_with_a_single_made_is_refused():
+    result = run_cli("fit", "--data", "moons", "--flow", "made", "--batch-norm", "--steps", "1")
+    assert result.returncode != 0 and "--batch-norm applies to --flow maf, iaf or realnvp" in result.stderr
