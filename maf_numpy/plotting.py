@@ -826,3 +826,58 @@ def plot_target_and_samples(ax, log_target, x, xlim, ylim, title=None, log_scale
     if colorbar:
         ax.figure.colorbar(image, ax=ax, label=bar_label)
     return outside
+
+
+def plot_image_grid(ax, images, nrows, ncols, image_shape=(8, 8), title=None, row_labels=None, vmin=0.0, vmax=1.0,
+                    cmap="gray_r", gap=1):
+    """Tile small grey-level images (digits, samples) into one mosaic on ``ax`` (lesson 09).
+
+    Parameters
+    ----------
+    ax : matplotlib Axes
+    images : ndarray of shape (n, H * W) or (n, H, W)
+        Row-major images, filled into the grid row by row; n <= nrows * ncols (empty cells stay blank).
+    nrows, ncols : int
+        Grid size in images.
+    image_shape : (int, int)
+        (H, W) of one image.
+    title : str or None
+    row_labels : sequence of str or None
+        One label per grid row, written as y tick labels (e.g. the class of a class-conditional row).
+    vmin, vmax : float
+        Grey-level range (values outside are clipped by the colour map).
+    cmap : str
+        "gray_r": 0 is white, ``vmax`` black (ink on paper, as the digits are stored).
+    gap : int
+        Blank pixels between neighbouring images.
+
+    Returns
+    -------
+    image : matplotlib AxesImage
+        The mosaic, shape (nrows (H + gap) - gap, ncols (W + gap) - gap) pixels; pass it to
+        ``fig.colorbar`` to label the grey levels.
+    """
+    H, W = image_shape
+    images = np.asarray(images, dtype=float).reshape(-1, H, W)
+    if images.shape[0] > nrows * ncols:
+        raise ValueError(f"images holds {images.shape[0]} images, more than nrows * ncols = {nrows * ncols}")
+    mosaic = np.full((nrows * (H + gap) - gap, ncols * (W + gap) - gap), np.nan)
+    for k, image in enumerate(images):
+        r, c = divmod(k, ncols)
+        mosaic[r * (H + gap):r * (H + gap) + H, c * (W + gap):c * (W + gap) + W] = image
+    colour_map = plt.get_cmap(cmap).copy()
+    colour_map.set_bad("white")
+    shown = ax.imshow(np.ma.masked_invalid(mosaic), cmap=colour_map, vmin=vmin, vmax=vmax, interpolation="nearest")
+    ax.set_xticks([c * (W + gap) + (W - 1) / 2 for c in range(ncols)], [str(c + 1) for c in range(ncols)])
+    ax.set_xlabel("image (column)")
+    if row_labels is not None:
+        ax.set_yticks([r * (H + gap) + (H - 1) / 2 for r in range(nrows)], list(row_labels))
+    else:
+        ax.set_yticks([r * (H + gap) + (H - 1) / 2 for r in range(nrows)], [str(r + 1) for r in range(nrows)])
+    ax.set_ylabel("row")
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    if title:
+        ax.set_title(title)
+    return shown
