@@ -45,6 +45,7 @@ from .made import (
     _made_pass_vjp,
     init_made_params,
     made_apply,
+    made_apply_by_layer,
     made_pass,
     made_pass_blocked,
     solve_sliced,
@@ -361,6 +362,23 @@ def _signed_sum(alpha, sign):
 defvjp(_signed_sum, lambda out, alpha, sign: lambda g: (sign * g)[..., None] * np.ones_like(alpha))
 
 
+def _traced(*values):
+    """Whether any of these values (arrays, tuples, parameter dicts) is traced by autograd."""
+    return any(isbox(value) or _holds_boxes(value) for value in values)
+
+
+def _vjp_by_autograd(readable, argnums, args, g_z, g_log_det):
+    """The backward pass of a fused layer primitive by autograd through its readable form
+    ``readable(params, x) -> (z, log_det)``: used when that backward pass is itself traced (a second
+    derivative), where the hand-written one would treat the saved forward values as constants. It
+    recomputes the forward pass from (params, x), so the primitive's saved outputs get no gradient."""
+    def objective(p, v):  # <(g_z, g_log_det), readable(p, v)>: its gradient is the vector-Jacobian product
+        z, log_det = readable(p, v)
+        return np.sum(g_z * z) + np.sum(g_log_det * log_det)
+
+    return make_vjp(objective, tuple(argnums))(args[0], args[1])[0](1.0)
+
+
 @primitive
 def _maf_normalise(params, x, network):
     """:meth:`MAFLayer.inverse` as one autograd primitive: the MADE pass, then z = (x - mu) * exp(-alpha) and
@@ -388,8 +406,13 @@ def _maf_normalise_vjp(argnums, ans, args, kwargs):
     else:
         made_vjp = _made_pass_blocked_vjp(argnums, out, (params, x, network.plan, network.activation), {})
 
+    def readable(p, v):
+        return affine_inverse(v, *made_apply_by_layer(p, v, network.masks, network.activation))
+
     def vjp(g):
         g_z, g_log_det = g[0], g[1]
+        if _traced(g_z, g_log_det, params, x, z):  # a second derivative: autograd through the readable form
+            return _vjp_by_autograd(readable, argnums, args, g_z, g_log_det)
         g_x = g_z * scale
         grads = made_vjp((-g_x, -g_z * z - g_log_det[..., None]) + (None,) * (len(out) - 2))
         return tuple(grad + g_x if argnum == 1 else grad for argnum, grad in zip(argnums, grads))
@@ -427,6 +450,59 @@ def _coupling_affine_vjp(argnums, w, args, kwargs):
 
 
 defvjp_argnums(_coupling_affine, _coupling_affine_vjp)
+
+
+@primitive
+def _coupling_normalise(params, x, layer):
+    """:meth:`AffineCoupling.inverse` as one autograd primitive: the conditioner's pass on x_A, then
+    z_B = (x_B - mu) * exp(-alpha), z_A = x_A and log|det dz/dx| = -sum_i alpha_i, the same numbers as
+    :func:`_coupling_affine` and :func:`_signed_sum` after :func:`maf_numpy.made.made_apply`. Returns
+    ``(z, log_det, out)`` with ``out`` the pass's own outputs (:func:`maf_numpy.made.made_pass`), kept for
+    the backward pass. One node per layer instead of six (column selection, pass, mu, alpha, map, log-det)."""
+    x = onp.asarray(x)
+    out = made_pass(params, x[:, layer.A], layer.masks, layer.activation)
+    mu, alpha = out[0], out[1]
+    z_B = (x[:, layer.B] - mu) * onp.exp(-alpha)
+    z = onp.empty(x.shape, dtype=onp.result_type(x, z_B))
+    z[:, layer.A], z[:, layer.B] = x[:, layer.A], z_B
+    return z, -1.0 * onp.sum(alpha, axis=-1), out
+
+
+def _coupling_normalise_vjp(argnums, ans, args, kwargs):
+    # chain rule through the coupling into the conditioner's backward pass, with s = exp(-alpha):
+    #   g_mu = -g_z_B s,  g_alpha = -g_z_B z_B - g_log_det,  g_x_B = g_z_B s,  g_x_A = g_z_A + (conditioner's)
+    params, x, layer = args
+    z, _, out = ans
+    A, B = layer.A, layer.B
+    scale = np.exp(-out[1])
+    made_vjp = _made_pass_vjp(argnums, out, (params, x[:, A], layer.masks, layer.activation), {})
+
+    def readable(p, v):
+        mu, alpha = made_apply_by_layer(p, v[:, A], None, layer.activation)
+        z_B, log_det = affine_inverse(v[:, B], mu, alpha)
+        return np.concatenate([v[:, A], z_B], axis=1)[:, layer.unpermute], log_det
+
+    def vjp(g):
+        g_z, g_log_det = g[0], g[1]
+        if _traced(g_z, g_log_det, params, x, z):  # a second derivative: autograd through the readable form
+            return _vjp_by_autograd(readable, argnums, args, g_z, g_log_det)
+        g_B = g_z[:, B]
+        g_x_B = g_B * scale
+        g_alpha = -g_B * z[:, B] - g_log_det[..., None]
+        grads = made_vjp((-g_x_B, g_alpha) + (None,) * (len(out) - 2))
+        result = []
+        for argnum, grad in zip(argnums, grads):
+            if argnum == 1:  # g_x: the pass-through and the conditioner's input gradient in A, the map's in B
+                g_x = np.concatenate([g_z[:, A] + grad, g_x_B], axis=1)[:, layer.unpermute]
+                result.append(g_x)
+            else:
+                result.append(grad)
+        return tuple(result)
+
+    return vjp
+
+
+defvjp_argnums(_coupling_normalise, _coupling_normalise_vjp)
 
 
 @primitive
@@ -618,8 +694,20 @@ class AffineCoupling:
         # affine_forward on the B columns and the A columns copied, as one primitive (fewer autograd nodes)
         return _coupling_affine(z, mu, alpha, self.A, self.B, self.unpermute, False), _signed_sum(alpha, 1.0)
 
+    @property
+    def masks(self):
+        """The conditioner's masks: none (1.0 for each of its products), a plain MLP."""
+        return [1.0] * (len(self.hidden) + 1)
+
     def inverse(self, params, x):
-        """Normalise, x -> z, in one pass: z_B = (x_B - mu(x_A)) * exp(-alpha(x_A)). Returns (z, log|dz/dx|)."""
+        """Normalise, x -> z, in one pass: z_B = (x_B - mu(x_A)) * exp(-alpha(x_A)). Returns (z, log|dz/dx|).
+
+        With a params dict (plain or traced as a whole) it runs as one autograd primitive,
+        :func:`_coupling_normalise` (the same numbers, fewer autograd nodes); else as written below."""
+        if isbox(params) or not _holds_boxes(params):
+            self.calls += 1
+            out = _coupling_normalise(params, x, self)
+            return out[0], out[1]  # indexing, not unpacking: no autograd node for the third output
         mu, alpha = self.conditioner(params, x[:, self.A])
         # affine_inverse on the B columns and the A columns copied, as one primitive (fewer autograd nodes)
         return _coupling_affine(x, mu, alpha, self.A, self.B, self.unpermute, True), _signed_sum(alpha, -1.0)
