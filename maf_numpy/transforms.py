@@ -380,27 +380,31 @@ def _vjp_by_autograd(readable, argnums, args, g_z, g_log_det):
 
 
 @primitive
-def _maf_normalise(params, x, network):
+def _maf_normalise(params, x, network, saved):
     """:meth:`MAFLayer.inverse` as one autograd primitive: the MADE pass, then z = (x - mu) * exp(-alpha) and
     log|det dz/dx| = -sum_i alpha_i, the same numbers as ``network(params, x)`` followed by
-    :func:`affine_inverse`. Returns ``(z, log_det, out)`` with ``out`` the MADE pass's own outputs
-    (:func:`maf_numpy.made.made_pass` or, with a block plan, :func:`maf_numpy.made.made_pass_blocked`), kept
-    for the backward pass. One node per layer instead of five: a small training step spends much of its time
-    in autograd's bookkeeping."""
+    :func:`affine_inverse`. Returns ``(z, log_det)``. One node per layer instead of five: a small training step
+    spends much of its time in autograd's bookkeeping.
+
+    ``saved`` is a fresh empty list: the MADE pass's own outputs (:func:`maf_numpy.made.made_pass` or, with a
+    block plan, :func:`maf_numpy.made.made_pass_blocked`: hidden activations, sorted weights) are appended to
+    it for the backward pass, rather than returned. Returned, they would be outputs that autograd gives a
+    cotangent, a zero array of each one's size on every backward pass (megabytes per layer in a wide MADE)."""
     if network.plan is None:
         out = made_pass(params, x, network.masks, network.activation)
     else:
         out = made_pass_blocked(params, x, network.plan, network.activation)
+    saved.append(out)
     mu, alpha = out[0], out[1]
-    return (x - mu) * onp.exp(-alpha), -onp.sum(alpha, axis=-1), out
+    return (x - mu) * onp.exp(-alpha), -onp.sum(alpha, axis=-1)
 
 
 def _maf_normalise_vjp(argnums, ans, args, kwargs):
     # chain rule through the affine map into the MADE's own backward pass:
     #   g_mu = -g_z exp(-alpha),  g_alpha = -g_z z - g_log_det,  and x also gets g_z exp(-alpha) directly
-    params, x, network = args
-    z, _, out = ans
-    scale = np.exp(-out[1])
+    params, x, network, saved = args
+    z, out = ans[0], saved[-1]
+    scale = onp.exp(-out[1])
     if network.plan is None:
         made_vjp = _made_pass_vjp(argnums, out, (params, x, network.masks, network.activation), {})
     else:
@@ -453,28 +457,30 @@ defvjp_argnums(_coupling_affine, _coupling_affine_vjp)
 
 
 @primitive
-def _coupling_normalise(params, x, layer):
+def _coupling_normalise(params, x, layer, saved):
     """:meth:`AffineCoupling.inverse` as one autograd primitive: the conditioner's pass on x_A, then
     z_B = (x_B - mu) * exp(-alpha), z_A = x_A and log|det dz/dx| = -sum_i alpha_i, the same numbers as
     :func:`_coupling_affine` and :func:`_signed_sum` after :func:`maf_numpy.made.made_apply`. Returns
-    ``(z, log_det, out)`` with ``out`` the pass's own outputs (:func:`maf_numpy.made.made_pass`), kept for
-    the backward pass. One node per layer instead of six (column selection, pass, mu, alpha, map, log-det)."""
+    ``(z, log_det)``; the pass's own outputs (:func:`maf_numpy.made.made_pass`) are appended to the fresh list
+    ``saved`` for the backward pass (see :func:`_maf_normalise`). One node per layer instead of six (column
+    selection, pass, mu, alpha, map, log-det)."""
     x = onp.asarray(x)
     out = made_pass(params, x[:, layer.A], layer.masks, layer.activation)
     mu, alpha = out[0], out[1]
     z_B = (x[:, layer.B] - mu) * onp.exp(-alpha)
     z = onp.empty(x.shape, dtype=onp.result_type(x, z_B))
     z[:, layer.A], z[:, layer.B] = x[:, layer.A], z_B
-    return z, -1.0 * onp.sum(alpha, axis=-1), out
+    saved.append(out)
+    return z, -1.0 * onp.sum(alpha, axis=-1)
 
 
 def _coupling_normalise_vjp(argnums, ans, args, kwargs):
     # chain rule through the coupling into the conditioner's backward pass, with s = exp(-alpha):
     #   g_mu = -g_z_B s,  g_alpha = -g_z_B z_B - g_log_det,  g_x_B = g_z_B s,  g_x_A = g_z_A + (conditioner's)
-    params, x, layer = args
-    z, _, out = ans
+    params, x, layer, saved = args
+    z, out = ans[0], saved[-1]
     A, B = layer.A, layer.B
-    scale = np.exp(-out[1])
+    scale = onp.exp(-out[1])
     made_vjp = _made_pass_vjp(argnums, out, (params, x[:, A], layer.masks, layer.activation), {})
 
     def readable(p, v):
@@ -574,8 +580,8 @@ class MAFLayer(_AffineAutoregressive):
         :func:`_maf_normalise`)."""
         if self._plain and (isbox(params) or not _holds_boxes(params)):
             self.network.calls += 1
-            out = _maf_normalise(params, x, self.network)
-            return out[0], out[1]  # indexing, not unpacking: no autograd node for the third output
+            out = _maf_normalise(params, x, self.network, [])
+            return out[0], out[1]
         mu, alpha = self.conditioner(params, x, y)  # layer by layer
         return _normalise(x, mu, alpha), _signed_sum(alpha, -1.0)
 
@@ -706,8 +712,8 @@ class AffineCoupling:
         :func:`_coupling_normalise` (the same numbers, fewer autograd nodes); else as written below."""
         if isbox(params) or not _holds_boxes(params):
             self.calls += 1
-            out = _coupling_normalise(params, x, self)
-            return out[0], out[1]  # indexing, not unpacking: no autograd node for the third output
+            out = _coupling_normalise(params, x, self, [])
+            return out[0], out[1]
         mu, alpha = self.conditioner(params, x[:, self.A])
         # affine_inverse on the B columns and the A columns copied, as one primitive (fewer autograd nodes)
         return _coupling_affine(x, mu, alpha, self.A, self.B, self.unpermute, True), _signed_sum(alpha, -1.0)
