@@ -1047,3 +1047,107 @@ class BatchNorm:
     def __repr__(self):
         mode = "training" if self.training else "evaluation"
         return f"BatchNorm(D={self.D}, eps={self.eps:g}, mode={mode!r}, refreshed={self.refreshed})"
+
+
+# ---------------------------------------------------------------------------------------------------
+# A whole normalising direction as one autograd node (used by Flow._inverse when every layer allows it).
+# ---------------------------------------------------------------------------------------------------
+def _fused_layer(layer):
+    """The fused primitive and its backward-pass maker for ``layer.inverse``, with the structure argument it
+    takes, or None when the layer has none here (a context, a clamp, batch norm, another class)."""
+    if isinstance(layer, MAFLayer) and layer._plain:
+        return _maf_normalise, _maf_normalise_vjp, layer.network
+    if type(layer) is AffineCoupling:
+        return _coupling_normalise, _coupling_normalise_vjp, layer
+    if type(layer) is Standardize:
+        return _standardize_normalise, _standardize_normalise_vjp, layer
+    return None
+
+
+def _standardize_normalise(params, x, layer, saved):
+    """:meth:`Standardize.inverse` with plain arrays, in the calling convention of the fused primitives."""
+    return layer.inverse(params, x)
+
+
+def _standardize_normalise_vjp(argnums, ans, args, kwargs):
+    # z = (x - shift) / scale: dz/dx = 1 / scale; the layer has no parameters and a constant log-det
+    layer = args[2]
+    return lambda g: tuple({} if argnum == 0 else g[0] / layer.scale for argnum in argnums)
+
+
+def _fusable_chain(layers, params):
+    """Whether :func:`_normalise_chain` applies: every layer has a fused primitive and ``params`` is a plain
+    list of plain dicts, or traced as a whole (not a plain list holding traced arrays)."""
+    return all(_fused_layer(layer) is not None for layer in layers) and (isbox(params) or not _holds_boxes(params))
+
+
+def _normalise_chain(layers, params, x, dtype):
+    """``Flow._inverse`` without a context when :func:`_fusable_chain` holds: z after all the layers and the
+    summed log-det, as one autograd node (:func:`_flow_normalise`). Counts one pass per MADE or coupling layer,
+    as their own ``inverse`` does."""
+    for layer in layers:
+        if isinstance(layer, MAFLayer):
+            layer.network.calls += 1
+        elif isinstance(layer, AffineCoupling):
+            layer.calls += 1
+    out = _flow_normalise(params, x, tuple(layers), onp.dtype(dtype), [])
+    return out[0], out[1]
+
+
+@primitive
+def _flow_normalise(params, x, layers, dtype, saved):
+    """The normalising direction of a flow, x -> z, as one autograd primitive: each layer's fused primitive
+    (:func:`_maf_normalise`, :func:`_coupling_normalise`, Standardize's map) in turn, the log-dets summed from
+    zero in layer order, the same numbers as ``Flow._inverse`` running ``layer.inverse`` layer by layer.
+    Returns ``(z, log_det)``; each layer's input, output and saved pass go to the fresh list ``saved``.
+
+    Layer by layer, autograd records per layer a look-up in the parameter list (whose backward pass fills a
+    zero copy of the whole list: every parameter of every layer, on every step), two output look-ups and
+    a log-det sum; one node for the whole direction removes all of them."""
+    log_det = onp.zeros(x.shape[0], dtype=dtype)
+    for layer, p in zip(layers, params):
+        fused, _, structure = _fused_layer(layer)
+        layer_saved = []
+        z, log_det_layer = fused(p, x, structure, layer_saved)
+        saved.append((x, z, log_det_layer, layer_saved))
+        log_det = log_det + log_det_layer
+        x = z
+    return x, log_det
+
+
+def _flow_normalise_vjp(argnums, ans, args, kwargs):
+    """Backward pass of :func:`_flow_normalise`: each layer's own backward pass, last layer first; the
+    gradient of the summed log-det reaches every layer unchanged. When the backward pass is itself traced (a
+    second derivative) autograd differentiates the layer-by-layer chain of fused primitives instead, whose
+    backward passes handle that case."""
+    params, x, layers, dtype, saved = args
+
+    def chain(p, v):
+        log_det = np.zeros(v.shape[0], dtype=dtype)
+        for layer, p_layer in zip(layers, p):
+            fused, _, structure = _fused_layer(layer)
+            v, log_det_layer = fused(p_layer, v, structure, [])
+            log_det = log_det + log_det_layer
+        return v, log_det
+
+    def vjp(g):
+        g_z, g_log_det = g[0], g[1]
+        if _traced(g_z, g_log_det, params, x, ans[0]):
+            return _vjp_by_autograd(chain, argnums, args, g_z, g_log_det)
+        grads = [None] * len(layers)
+        for k in range(len(layers) - 1, -1, -1):
+            _, make_vjp_k, structure = _fused_layer(layers[k])
+            x_k, z_k, log_det_k, layer_saved = saved[k]
+            wanted = (0, 1) if k > 0 or 1 in argnums else (0,)
+            grads_k = make_vjp_k(wanted, (z_k, log_det_k), (params[k], x_k, structure, layer_saved), {})(
+                (g_z, g_log_det))
+            grads[k] = grads_k[0]
+            if len(grads_k) > 1:
+                g_z = grads_k[1]
+        grads = grads if isinstance(params, list) else type(params)(grads)
+        return tuple(grads if argnum == 0 else g_z for argnum in argnums)
+
+    return vjp
+
+
+defvjp_argnums(_flow_normalise, _flow_normalise_vjp)

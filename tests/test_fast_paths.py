@@ -584,3 +584,72 @@ def test_maf_layer_inverse_primitive_can_be_differentiated_twice(wide):
         ours = grad(gradient_norm(layer.inverse, inner), outer)(params, x)
         expected = grad(gradient_norm(reference, inner), outer)(params, x)
         onp.testing.assert_allclose(flatten(ours)[0], flatten(expected)[0], rtol=1e-9, atol=1e-11)
+
+
+def _flows_for_the_chain():
+    wide = mf.MAF(18, num_layers=2, hidden=(256,), standardize=False, rng=3)
+    fitted = mf.MAF(3, num_layers=3, hidden=(6, 5), activation="tanh", rng=4)
+    fitted.layers[0].fit(onp.random.default_rng(4).standard_normal((50, 3)) * [1.0, 2.0, 0.5] + 1.0)
+    return [("MAF", mf.MAF(4, num_layers=3, hidden=(8, 8), standardize=False, rng=1)),
+            ("MAF, fitted Standardize, tanh", fitted),
+            ("MAF, block plan", wide),
+            ("RealNVP D=2", mf.RealNVP(2, num_layers=4, hidden=(7,), rng=5)),
+            ("RealNVP D=5", mf.RealNVP(5, num_layers=3, hidden=(6, 6), standardize=False, rng=6)),
+            ("MAF float32", mf.MAF(3, num_layers=2, hidden=(8,), standardize=False, rng=7, dtype="float32"))]
+
+
+@pytest.mark.parametrize("name, flow", _flows_for_the_chain(), ids=lambda v: v if isinstance(v, str) else "")
+def test_whole_normalising_chain_as_one_primitive_equals_the_layer_by_layer_flow(name, flow):
+    """transforms._normalise_chain (every layer's fused primitive in one autograd node) against the flow's own
+    _inverse (layer by layer, each layer one node): the same z and log-det bit for bit, the same gradients for
+    params, x and both, the same pass counts, and a second derivative through autograd."""
+    rng = onp.random.default_rng(21)
+    params = [perturb(p, rng, scale=0.3 if flow.dim < 18 else 0.02) if p else p for p in flow.params]
+    params = [{k: [a.astype(flow.dtype) for a in v] if isinstance(v, list) else v.astype(flow.dtype)
+               for k, v in p.items()} for p in params]
+    x = rng.standard_normal((6, flow.dim)).astype(flow.dtype)
+    g_z, g_log_det = rng.standard_normal((6, flow.dim)), rng.standard_normal(6)
+    assert transforms._fusable_chain(flow.layers, params)
+
+    def chain(p, v):
+        return transforms._normalise_chain(flow.layers, p, v, flow.dtype)
+
+    def objective(inverse):
+        return lambda p, v: anp.sum(g_z * inverse(p, v)[0]) + anp.sum(g_log_det * inverse(p, v)[1])
+
+    with flow._counting_passes():
+        z, log_det = chain(params, x)
+    fused_passes = flow.passes_per_layer
+    with flow._counting_passes():
+        z_ref, log_det_ref = flow._inverse(params, x)
+    assert fused_passes == flow.passes_per_layer
+    assert z.dtype == log_det.dtype == flow.dtype
+    onp.testing.assert_array_equal(z, z_ref)
+    onp.testing.assert_array_equal(log_det, log_det_ref)
+    tol = TOL if flow.dtype == onp.float64 else 1e-5
+    for argnums in (0, 1, (0, 1)):
+        ours = grad(objective(chain), argnums)(params, x)
+        expected = grad(objective(flow._inverse), argnums)(params, x)
+        onp.testing.assert_allclose(flatten(ours)[0], flatten(expected)[0], rtol=tol, atol=tol)
+    if flow.dtype == onp.float64 and flow.dim < 18:
+        def gradient_norm(inverse):
+            return lambda v: anp.sum(grad(objective(inverse), 1)(params, v) ** 2)
+
+        onp.testing.assert_allclose(grad(gradient_norm(chain))(x), grad(gradient_norm(flow._inverse))(x),
+                                    rtol=1e-9, atol=1e-11)
+
+
+def test_whole_chain_applies_only_where_every_layer_has_a_fused_primitive():
+    """IAF (implicit fixed point), batch norm, a conditional MAF and a clamped MAF keep the layer-by-layer path;
+    so does a plain parameter list holding traced arrays."""
+    for flow in [mf.IAF(3, num_layers=2, hidden=(4,), rng=0), mf.MAF(3, num_layers=2, hidden=(4,), batch_norm=True,
+                                                                   rng=0),
+                 mf.ConditionalMAF(3, 2, num_layers=2, hidden=(4,), rng=0),
+                 mf.MAF(3, num_layers=2, hidden=(4,), alpha_clamp=3.0, rng=0)]:
+        assert not transforms._fusable_chain(flow.layers, flow.params)
+    flow = mf.MAF(3, num_layers=2, hidden=(4,), rng=0)
+    assert transforms._fusable_chain(flow.layers, flow.params)
+    seen = []
+    grad(lambda w: seen.append(transforms._fusable_chain(flow.layers, [{**flow.params[0]}, {
+        **flow.params[1], "b_mu": flow.params[1]["b_mu"] * w}])) or w)(1.0)
+    assert seen == [False]
