@@ -155,7 +155,7 @@ def _heads(params, M_V):
     return V, onp.concatenate([params["b_mu"], params["b_alpha"]])
 
 
-_ACTIVATIONS_IN_PLACE = {"relu": lambda a: onp.maximum(a, 0, out=a), "tanh": lambda a: onp.tanh(a, out=a)}
+_ACTIVATIONS_IN_PLACE = {"relu": lambda a: onp.multiply(a, a > 0, out=a), "tanh": lambda a: onp.tanh(a, out=a)}
 
 
 @primitive
@@ -164,9 +164,8 @@ def made_pass(params, x, masks, activation):
 
     The hidden activations are returned too, so that the backward pass can use them without recomputing
     the forward pass (:func:`made_apply` keeps only mu and alpha). Plain NumPy (a primitive's forward pass
-    always sees plain arrays): the bias and the activation are applied in place, the same numbers as
-    :func:`made_apply_by_layer` up to the sign of zero (``max(a, 0)`` for ``a * (a > 0)``), and both heads
-    are one product (:func:`_heads`).
+    always sees plain arrays): the bias and the activation are applied in place, and both heads are one
+    product (:func:`_heads`).
     """
     act = _ACTIVATIONS_IN_PLACE[activation]
     hidden, h = [], x
@@ -379,9 +378,9 @@ def _sorted_weights(params, l, layer):
 
 
 def _relu_in_place(a, out):
-    """ReLU of a plain array into ``out``: ``max(a, 0)``, the same numbers as :func:`_relu` (up to the sign of
-    zero) in one pass without a temporary."""
-    return onp.maximum(a, 0, out=out)
+    """ReLU of a plain array into ``out``: ``a * (a > 0)`` as :func:`_relu`, without the temporary (faster than
+    ``np.maximum``, which checks for NaN)."""
+    return onp.multiply(a, a > 0, out=out)
 
 
 @primitive
