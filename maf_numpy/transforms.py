@@ -1054,8 +1054,9 @@ class BatchNorm:
 # ---------------------------------------------------------------------------------------------------
 def _fused_layer(layer):
     """The fused primitive and its backward-pass maker for ``layer.inverse``, with the structure argument it
-    takes, or None when the layer has none here (a context, a clamp, batch norm, another class)."""
-    if isinstance(layer, MAFLayer) and layer._plain:
+    takes, or None when the layer has none here (a context, a clamp, batch norm, another class; a subclass,
+    which may override ``inverse``)."""
+    if type(layer) is MAFLayer and layer._plain:
         return _maf_normalise, _maf_normalise_vjp, layer.network
     if type(layer) is AffineCoupling:
         return _coupling_normalise, _coupling_normalise_vjp, layer
@@ -1086,9 +1087,9 @@ def _normalise_chain(layers, params, x, dtype):
     summed log-det, as one autograd node (:func:`_flow_normalise`). Counts one pass per MADE or coupling layer,
     as their own ``inverse`` does."""
     for layer in layers:
-        if isinstance(layer, MAFLayer):
+        if type(layer) is MAFLayer:
             layer.network.calls += 1
-        elif isinstance(layer, AffineCoupling):
+        elif type(layer) is AffineCoupling:
             layer.calls += 1
     out = _flow_normalise(params, x, tuple(layers), onp.dtype(dtype), [])
     return out[0], out[1]

@@ -657,6 +657,11 @@ def test_whole_chain_applies_only_where_every_layer_has_a_fused_primitive():
         assert not transforms._fusable_chain(flow.layers, flow.params)
     flow = mf.MAF(3, num_layers=2, hidden=(4,), rng=0)
     assert transforms._fusable_chain(flow.layers, flow.params)
+
+    class OwnInverse(transforms.MAFLayer):  # a subclass may override inverse: it keeps its own
+        pass
+
+    assert not transforms._fusable_chain([OwnInverse(3, (4,))], [flow.params[1]])
     seen = []
     grad(lambda w: seen.append(transforms._fusable_chain(flow.layers, [{**flow.params[0]}, {
         **flow.params[1], "b_mu": flow.params[1]["b_mu"] * w}])) or w)(1.0)
