@@ -144,22 +144,41 @@ def _masked(M, W):
     return W if isinstance(M, float) and M == 1.0 else M * W
 
 
+def _heads(params, M_V):
+    """Both output heads as one masked weight matrix ``[M_V * W_mu | M_V * W_alpha]`` (H_L, 2 D) and one bias
+    (2 D,): one product per pass instead of two."""
+    V = onp.concatenate([params["W_mu"], params["W_alpha"]], axis=1)
+    if not (isinstance(M_V, float) and M_V == 1.0):
+        D = V.shape[1] // 2
+        V[:, :D] *= M_V
+        V[:, D:] *= M_V
+    return V, onp.concatenate([params["b_mu"], params["b_alpha"]])
+
+
+_ACTIVATIONS_IN_PLACE = {"relu": lambda a: onp.multiply(a, a > 0, out=a), "tanh": lambda a: onp.tanh(a, out=a)}
+
+
 @primitive
 def made_pass(params, x, masks, activation):
     """The forward pass of :func:`made_apply` as one primitive: returns ``(mu, alpha, h_1, ..., h_L)``.
 
     The hidden activations are returned too, so that the backward pass can use them without recomputing
-    the forward pass (:func:`made_apply` keeps only mu and alpha).
+    the forward pass (:func:`made_apply` keeps only mu and alpha). Plain NumPy (a primitive's forward pass
+    always sees plain arrays): the bias and the activation are applied in place, and both heads are one
+    product (:func:`_heads`).
     """
-    act = ACTIVATIONS[activation]
+    act = _ACTIVATIONS_IN_PLACE[activation]
     hidden, h = [], x
     for W, b, M in zip(params["W"], params["b"], masks[:-1]):
-        h = act(h @ _masked(M, W) + b)
+        a = h @ _masked(M, W)
+        a += b
+        h = act(a)
         hidden.append(h)
-    M_V = masks[-1]
-    mu = h @ _masked(M_V, params["W_mu"]) + params["b_mu"]
-    alpha = h @ _masked(M_V, params["W_alpha"]) + params["b_alpha"]
-    return (mu, alpha, *hidden)
+    V, b_V = _heads(params, masks[-1])
+    out = h @ V
+    out += b_V
+    D = V.shape[1] // 2
+    return (out[:, :D], out[:, D:], *hidden)
 
 
 def _made_pass_vjp(argnums, out, args, kwargs):
@@ -172,13 +191,19 @@ def _made_pass_vjp(argnums, out, args, kwargs):
         g_a_l = g_h_l * act'(a_l)        relu: 1[h_l > 0];  tanh: 1 - h_l^2
         d W_l = M_l * (h_{l-1}^T @ g_a_l),   d b_l = sum_n g_a_l,   g_h_{l-1} = g_a_l @ (M_l * W_l)^T
 
-    and d loss / d x = g_h_0. Parameters and x share one backward pass when both are differentiated.
+    and d loss / d x = g_h_0. Parameters and x share one backward pass when both are differentiated. With
+    plain arrays it runs in plain NumPy (:func:`_made_pass_vjp_plain`: both heads as one product, in-place
+    scaling); when the gradient or the parameters are traced (a second derivative) it is written with
+    autograd's NumPy below, so that it can be differentiated again.
     """
     params, x, masks, activation = args
     mu, alpha, *hidden = out
 
     def vjp(g):
         g_mu, g_alpha, *g_hidden = g
+        if not (isbox(g_mu) or isbox(g_alpha) or _holds_boxes(params) or isbox(x)
+                or any(isbox(g_l) for g_l in g_hidden)):
+            return _made_pass_vjp_plain(argnums, params, x, masks, activation, hidden, g_mu, g_alpha, g_hidden)
         inputs = [x, *hidden]  # inputs[l] feeds layer l + 1 (h_0 = x)
         M_V = masks[-1]
         wrt_params = 0 in argnums  # with respect to x only (an IAF's implicit backward pass): no weight gradients
@@ -201,6 +226,51 @@ def _made_pass_vjp(argnums, out, args, kwargs):
         return tuple(grad if argnum == 0 else g_h for argnum in argnums)
 
     return vjp
+
+
+def _made_pass_vjp_plain(argnums, params, x, masks, activation, hidden, g_mu, g_alpha, g_hidden):
+    """:func:`_made_pass_vjp` in plain NumPy: the same formulas, both heads as one product, the activation's
+    derivative and the masks applied in place to this pass's own arrays."""
+    x = onp.asarray(x)
+    inputs = [x, *hidden]  # inputs[l] feeds layer l + 1 (h_0 = x)
+    V, _ = _heads(params, masks[-1])
+    D = V.shape[1] // 2
+    dtype = onp.result_type(inputs[-1], V)
+    g_out = onp.empty((inputs[-1].shape[0], 2 * D), dtype=dtype)  # [g_mu | g_alpha]
+    for part, g_part in ((g_out[:, :D], g_mu), (g_out[:, D:], g_alpha)):
+        part[...] = 0 if g_part is None else g_part
+    wrt_params = 0 in argnums  # with respect to x only (an IAF's implicit backward pass): no weight gradients
+    grad = {}
+    if wrt_params:
+        dV = _masked_in_place(inputs[-1].T @ g_out, masks[-1], D)
+        db = onp.sum(g_out, axis=0)
+        grad = {"W_mu": dV[:, :D], "b_mu": db[:D], "W_alpha": dV[:, D:], "b_alpha": db[D:]}
+    g_h = g_out @ V.T
+    grad_W, grad_b = [], []
+    for l in range(len(hidden) - 1, -1, -1):
+        h = hidden[l]
+        if g_hidden[l] is not None:  # None or zero unless someone used the hidden activations themselves
+            g_h = g_h + g_hidden[l]
+        g_a = onp.multiply(g_h, h > 0, out=g_h) if activation == "relu" else g_h * (1 - h * h)
+        if wrt_params:
+            grad_W.append(_masked_in_place(inputs[l].T @ g_a, masks[l]))
+            grad_b.append(onp.sum(g_a, axis=0))
+        if l > 0 or 1 in argnums:
+            g_h = g_a @ _masked(masks[l], params["W"][l]).T
+    grad["W"], grad["b"] = grad_W[::-1], grad_b[::-1]
+    return tuple(grad if argnum == 0 else g_h for argnum in argnums)
+
+
+def _masked_in_place(dW, M, D=None):
+    """``M * dW`` written into dW (a fresh gradient); with D, M masks both halves ``dW[:, :D]``, ``dW[:, D:]``."""
+    if isinstance(M, float) and M == 1.0:
+        return dW
+    if D is None:
+        dW *= M
+    else:
+        dW[:, :D] *= M
+        dW[:, D:] *= M
+    return dW
 
 
 defvjp_argnums(made_pass, _made_pass_vjp)
@@ -257,9 +327,26 @@ def block_plan(degrees, masks, num_blocks=4):
             blocks.append((c0, c1, r))
             layer_work += r * (c1 - c0)
         layers.append({"p_in": p_in, "p_out": p_out, "inv_in": onp.argsort(p_in), "inv_out": onp.argsort(p_out),
-                       "M": M_sorted, "blocks": blocks, "fraction": layer_work / M.size})
+                       "M": M_sorted, "blocks": blocks, "row_blocks": _row_blocks(blocks),
+                       "fraction": layer_work / M.size})
         work, full = work + layer_work, full + M.size
     return {"layers": layers, "fraction": work / full, "masks": list(masks)}
+
+
+def _row_blocks(blocks):
+    """The transposed view of a product's column blocks, for the backward product ``g_a @ V^T``: row
+    segments ``(r0, r1, c0)`` such that rows r0:r1 of V are read by the columns c0: only (their columns
+    before c0 are zero), and rows past the last segment by no column. None unless the blocks' row counts
+    ``r_b`` grow with b, as they do for a MADE's sorted masks (then each row segment is one product)."""
+    rows = [r for _, _, r in blocks]
+    if rows != sorted(rows):
+        return None
+    segments, r0 = [], 0
+    for c0, _, r in blocks:
+        if r > r0:
+            segments.append((r0, r, c0))
+            r0 = r
+    return segments
 
 
 BLOCKED_PRODUCTS = {"min_width": 256, "min_dim": 16}
@@ -290,6 +377,12 @@ def _sorted_weights(params, l, layer):
     return W_sorted, b[layer["p_out"]]
 
 
+def _relu_in_place(a, out):
+    """ReLU of a plain array into ``out``: ``a * (a > 0)`` as :func:`_relu`, without the temporary (faster than
+    ``np.maximum``, which checks for NaN)."""
+    return onp.multiply(a, a > 0, out=out)
+
+
 @primitive
 def made_pass_blocked(params, x, plan, activation):
     """:func:`made_pass` with block-triangular products (:func:`block_plan`): the same numbers up to rounding.
@@ -299,7 +392,7 @@ def made_pass_blocked(params, x, plan, activation):
     by side), their units sorted by degree. Only mu and alpha may be used downstream: the backward pass
     ignores the gradient of the rest (:func:`made_apply` returns only mu and alpha).
     """
-    act = {"relu": _relu, "tanh": onp.tanh}[activation]
+    act = {"relu": _relu_in_place, "tanh": onp.tanh}[activation]
     layers, L = plan["layers"], len(plan["layers"]) - 1
     h = onp.asarray(x)[:, layers[0]["p_in"]]
     hidden, weights = [], []
@@ -311,7 +404,7 @@ def made_pass_blocked(params, x, plan, activation):
             onp.matmul(h[:, :r], V[:r, c0:c1], out=a[:, c0:c1])
         a += b
         if l < L:
-            h = act(a)
+            h = act(a, out=a)  # in place: a is not needed again
             hidden.append(h)
     out = a[:, layers[L]["inv_out"]]
     D = out.shape[1] // 2
@@ -339,22 +432,18 @@ def _made_pass_blocked_vjp(argnums, out, args, kwargs):
         g_h = None
         for l in range(L, -1, -1):
             layer = layers[l]
-            if l < L:
+            if l < L:  # g_h is this pass's own array: scale it in place
                 h = hidden[l]
-                g_a = g_h * (h > 0) if activation == "relu" else g_h * (1 - h * h)
+                g_a = onp.multiply(g_h, h > 0, out=g_h) if activation == "relu" else g_h * (1 - h * h)
             h_in = inputs[l]
             dtype = onp.result_type(h_in, g_a)
-            dW = onp.zeros((h_in.shape[1], g_a.shape[1]), dtype=dtype) if 0 in argnums else None
-            need_input = l > 0 or 1 in argnums
-            if need_input:
-                V = weights[l]
-                g_h = onp.zeros(h_in.shape, dtype=dtype)
-            for c0, c1, r in layer["blocks"]:
-                g_block = g_a[:, c0:c1]
-                if dW is not None:
-                    onp.matmul(h_in[:, :r].T, g_block, out=dW[:r, c0:c1])
-                if need_input and r > 0:
-                    g_h[:, :r] += g_block @ V[:r, c0:c1].T
+            dW = onp.empty((h_in.shape[1], g_a.shape[1]), dtype=dtype) if 0 in argnums else None
+            if dW is not None:
+                for c0, c1, r in layer["blocks"]:
+                    onp.matmul(h_in[:, :r].T, g_a[:, c0:c1], out=dW[:r, c0:c1])
+                    dW[r:, c0:c1] = 0
+            if l > 0 or 1 in argnums:
+                g_h = _input_gradient(g_a, weights[l], layer, h_in.shape, dtype)
             if dW is None:
                 continue
             dW *= layer["M"]
@@ -369,6 +458,24 @@ def _made_pass_blocked_vjp(argnums, out, args, kwargs):
         return tuple(grad if argnum == 0 else g_x for argnum in argnums)
 
     return vjp
+
+
+def _input_gradient(g_a, V, layer, shape, dtype):
+    """``g_a @ V^T`` (n, H_in) for a block-triangular V (sorted units): one product per row segment of V,
+    written in place (``layer["row_blocks"]``), or block by block when the plan has no row segments."""
+    g_h = onp.empty(shape, dtype=dtype)
+    segments = layer["row_blocks"]
+    if segments is None:
+        g_h[...] = 0
+        for c0, c1, r in layer["blocks"]:
+            if r > 0:
+                g_h[:, :r] += g_a[:, c0:c1] @ V[:r, c0:c1].T
+        return g_h
+    r1 = 0
+    for r0, r1, c0 in segments:  # rows r0:r1 of V are zero in the columns before c0
+        onp.matmul(g_a[:, c0:], V[r0:r1, c0:].T, out=g_h[:, r0:r1])
+    g_h[:, r1:] = 0  # inputs that no output reads
+    return g_h
 
 
 defvjp_argnums(made_pass_blocked, _made_pass_blocked_vjp)

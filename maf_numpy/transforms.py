@@ -45,6 +45,7 @@ from .made import (
     _made_pass_vjp,
     init_made_params,
     made_apply,
+    made_apply_by_layer,
     made_pass,
     made_pass_blocked,
     solve_sliced,
@@ -361,35 +362,61 @@ def _signed_sum(alpha, sign):
 defvjp(_signed_sum, lambda out, alpha, sign: lambda g: (sign * g)[..., None] * np.ones_like(alpha))
 
 
+def _traced(*values):
+    """Whether any of these values (arrays, tuples, parameter dicts) is traced by autograd."""
+    return any(isbox(value) or _holds_boxes(value) for value in values)
+
+
+def _vjp_by_autograd(readable, argnums, args, g_z, g_log_det):
+    """The backward pass of a fused layer primitive by autograd through its readable form
+    ``readable(params, x) -> (z, log_det)``: used when that backward pass is itself traced (a second
+    derivative), where the hand-written one would treat the saved forward values as constants. It
+    recomputes the forward pass from (params, x), so the primitive's saved outputs get no gradient."""
+    def objective(p, v):  # <(g_z, g_log_det), readable(p, v)>: its gradient is the vector-Jacobian product
+        z, log_det = readable(p, v)
+        return np.sum(g_z * z) + np.sum(g_log_det * log_det)
+
+    return make_vjp(objective, tuple(argnums))(args[0], args[1])[0](1.0)
+
+
 @primitive
-def _maf_normalise(params, x, network):
+def _maf_normalise(params, x, network, saved):
     """:meth:`MAFLayer.inverse` as one autograd primitive: the MADE pass, then z = (x - mu) * exp(-alpha) and
     log|det dz/dx| = -sum_i alpha_i, the same numbers as ``network(params, x)`` followed by
-    :func:`affine_inverse`. Returns ``(z, log_det, out)`` with ``out`` the MADE pass's own outputs
-    (:func:`maf_numpy.made.made_pass` or, with a block plan, :func:`maf_numpy.made.made_pass_blocked`), kept
-    for the backward pass. One node per layer instead of five: a small training step spends much of its time
-    in autograd's bookkeeping."""
+    :func:`affine_inverse`. Returns ``(z, log_det)``. One node per layer instead of five: a small training step
+    spends much of its time in autograd's bookkeeping.
+
+    ``saved`` is a fresh empty list: the MADE pass's own outputs (:func:`maf_numpy.made.made_pass` or, with a
+    block plan, :func:`maf_numpy.made.made_pass_blocked`: hidden activations, sorted weights) are appended to
+    it for the backward pass, rather than returned. Returned, they would be outputs that autograd gives a
+    cotangent, a zero array of each one's size on every backward pass (megabytes per layer in a wide MADE)."""
     if network.plan is None:
         out = made_pass(params, x, network.masks, network.activation)
     else:
         out = made_pass_blocked(params, x, network.plan, network.activation)
+    saved.append(out)
     mu, alpha = out[0], out[1]
-    return (x - mu) * onp.exp(-alpha), -onp.sum(alpha, axis=-1), out
+    return (x - mu) * onp.exp(-alpha), -onp.sum(alpha, axis=-1)
 
 
 def _maf_normalise_vjp(argnums, ans, args, kwargs):
     # chain rule through the affine map into the MADE's own backward pass:
     #   g_mu = -g_z exp(-alpha),  g_alpha = -g_z z - g_log_det,  and x also gets g_z exp(-alpha) directly
-    params, x, network = args
-    z, _, out = ans
-    scale = np.exp(-out[1])
+    params, x, network, saved = args
+    z, out = ans[0], saved[-1]
+    scale = onp.exp(-out[1])
     if network.plan is None:
         made_vjp = _made_pass_vjp(argnums, out, (params, x, network.masks, network.activation), {})
     else:
         made_vjp = _made_pass_blocked_vjp(argnums, out, (params, x, network.plan, network.activation), {})
 
+    def readable(p, v):
+        return affine_inverse(v, *made_apply_by_layer(p, v, network.masks, network.activation))
+
     def vjp(g):
         g_z, g_log_det = g[0], g[1]
+        if _traced(g_z, g_log_det, params, x, z):  # a second derivative: autograd through the readable form
+            return _vjp_by_autograd(readable, argnums, args, g_z, g_log_det)
         g_x = g_z * scale
         grads = made_vjp((-g_x, -g_z * z - g_log_det[..., None]) + (None,) * (len(out) - 2))
         return tuple(grad + g_x if argnum == 1 else grad for argnum, grad in zip(argnums, grads))
@@ -427,6 +454,61 @@ def _coupling_affine_vjp(argnums, w, args, kwargs):
 
 
 defvjp_argnums(_coupling_affine, _coupling_affine_vjp)
+
+
+@primitive
+def _coupling_normalise(params, x, layer, saved):
+    """:meth:`AffineCoupling.inverse` as one autograd primitive: the conditioner's pass on x_A, then
+    z_B = (x_B - mu) * exp(-alpha), z_A = x_A and log|det dz/dx| = -sum_i alpha_i, the same numbers as
+    :func:`_coupling_affine` and :func:`_signed_sum` after :func:`maf_numpy.made.made_apply`. Returns
+    ``(z, log_det)``; the pass's own outputs (:func:`maf_numpy.made.made_pass`) are appended to the fresh list
+    ``saved`` for the backward pass (see :func:`_maf_normalise`). One node per layer instead of six (column
+    selection, pass, mu, alpha, map, log-det)."""
+    x = onp.asarray(x)
+    out = made_pass(params, x[:, layer.A], layer.masks, layer.activation)
+    mu, alpha = out[0], out[1]
+    z_B = (x[:, layer.B] - mu) * onp.exp(-alpha)
+    z = onp.empty(x.shape, dtype=onp.result_type(x, z_B))
+    z[:, layer.A], z[:, layer.B] = x[:, layer.A], z_B
+    saved.append(out)
+    return z, -1.0 * onp.sum(alpha, axis=-1)
+
+
+def _coupling_normalise_vjp(argnums, ans, args, kwargs):
+    # chain rule through the coupling into the conditioner's backward pass, with s = exp(-alpha):
+    #   g_mu = -g_z_B s,  g_alpha = -g_z_B z_B - g_log_det,  g_x_B = g_z_B s,  g_x_A = g_z_A + (conditioner's)
+    params, x, layer, saved = args
+    z, out = ans[0], saved[-1]
+    A, B = layer.A, layer.B
+    scale = onp.exp(-out[1])
+    made_vjp = _made_pass_vjp(argnums, out, (params, x[:, A], layer.masks, layer.activation), {})
+
+    def readable(p, v):
+        mu, alpha = made_apply_by_layer(p, v[:, A], None, layer.activation)
+        z_B, log_det = affine_inverse(v[:, B], mu, alpha)
+        return np.concatenate([v[:, A], z_B], axis=1)[:, layer.unpermute], log_det
+
+    def vjp(g):
+        g_z, g_log_det = g[0], g[1]
+        if _traced(g_z, g_log_det, params, x, z):  # a second derivative: autograd through the readable form
+            return _vjp_by_autograd(readable, argnums, args, g_z, g_log_det)
+        g_B = g_z[:, B]
+        g_x_B = g_B * scale
+        g_alpha = -g_B * z[:, B] - g_log_det[..., None]
+        grads = made_vjp((-g_x_B, g_alpha) + (None,) * (len(out) - 2))
+        result = []
+        for argnum, grad in zip(argnums, grads):
+            if argnum == 1:  # g_x: the pass-through and the conditioner's input gradient in A, the map's in B
+                g_x = np.concatenate([g_z[:, A] + grad, g_x_B], axis=1)[:, layer.unpermute]
+                result.append(g_x)
+            else:
+                result.append(grad)
+        return tuple(result)
+
+    return vjp
+
+
+defvjp_argnums(_coupling_normalise, _coupling_normalise_vjp)
 
 
 @primitive
@@ -498,8 +580,8 @@ class MAFLayer(_AffineAutoregressive):
         :func:`_maf_normalise`)."""
         if self._plain and (isbox(params) or not _holds_boxes(params)):
             self.network.calls += 1
-            out = _maf_normalise(params, x, self.network)
-            return out[0], out[1]  # indexing, not unpacking: no autograd node for the third output
+            out = _maf_normalise(params, x, self.network, [])
+            return out[0], out[1]
         mu, alpha = self.conditioner(params, x, y)  # layer by layer
         return _normalise(x, mu, alpha), _signed_sum(alpha, -1.0)
 
@@ -618,8 +700,20 @@ class AffineCoupling:
         # affine_forward on the B columns and the A columns copied, as one primitive (fewer autograd nodes)
         return _coupling_affine(z, mu, alpha, self.A, self.B, self.unpermute, False), _signed_sum(alpha, 1.0)
 
+    @property
+    def masks(self):
+        """The conditioner's masks: none (1.0 for each of its products), a plain MLP."""
+        return [1.0] * (len(self.hidden) + 1)
+
     def inverse(self, params, x):
-        """Normalise, x -> z, in one pass: z_B = (x_B - mu(x_A)) * exp(-alpha(x_A)). Returns (z, log|dz/dx|)."""
+        """Normalise, x -> z, in one pass: z_B = (x_B - mu(x_A)) * exp(-alpha(x_A)). Returns (z, log|dz/dx|).
+
+        With a params dict (plain or traced as a whole) it runs as one autograd primitive,
+        :func:`_coupling_normalise` (the same numbers, fewer autograd nodes); else as written below."""
+        if isbox(params) or not _holds_boxes(params):
+            self.calls += 1
+            out = _coupling_normalise(params, x, self, [])
+            return out[0], out[1]
         mu, alpha = self.conditioner(params, x[:, self.A])
         # affine_inverse on the B columns and the A columns copied, as one primitive (fewer autograd nodes)
         return _coupling_affine(x, mu, alpha, self.A, self.B, self.unpermute, True), _signed_sum(alpha, -1.0)
@@ -953,3 +1047,108 @@ class BatchNorm:
     def __repr__(self):
         mode = "training" if self.training else "evaluation"
         return f"BatchNorm(D={self.D}, eps={self.eps:g}, mode={mode!r}, refreshed={self.refreshed})"
+
+
+# ---------------------------------------------------------------------------------------------------
+# A whole normalising direction as one autograd node (used by Flow._inverse when every layer allows it).
+# ---------------------------------------------------------------------------------------------------
+def _fused_layer(layer):
+    """The fused primitive and its backward-pass maker for ``layer.inverse``, with the structure argument it
+    takes, or None when the layer has none here (a context, a clamp, batch norm, another class; a subclass,
+    which may override ``inverse``)."""
+    if type(layer) is MAFLayer and layer._plain:
+        return _maf_normalise, _maf_normalise_vjp, layer.network
+    if type(layer) is AffineCoupling:
+        return _coupling_normalise, _coupling_normalise_vjp, layer
+    if type(layer) is Standardize:
+        return _standardize_normalise, _standardize_normalise_vjp, layer
+    return None
+
+
+def _standardize_normalise(params, x, layer, saved):
+    """:meth:`Standardize.inverse` with plain arrays, in the calling convention of the fused primitives."""
+    return layer.inverse(params, x)
+
+
+def _standardize_normalise_vjp(argnums, ans, args, kwargs):
+    # z = (x - shift) / scale: dz/dx = 1 / scale; the layer has no parameters and a constant log-det
+    layer = args[2]
+    return lambda g: tuple({} if argnum == 0 else g[0] / layer.scale for argnum in argnums)
+
+
+def _fusable_chain(layers, params):
+    """Whether :func:`_normalise_chain` applies: every layer has a fused primitive and ``params`` is a plain
+    list of plain dicts, or traced as a whole (not a plain list holding traced arrays)."""
+    return all(_fused_layer(layer) is not None for layer in layers) and (isbox(params) or not _holds_boxes(params))
+
+
+def _normalise_chain(layers, params, x, dtype):
+    """``Flow._inverse`` without a context when :func:`_fusable_chain` holds: z after all the layers and the
+    summed log-det, as one autograd node (:func:`_flow_normalise`). Counts one pass per MADE or coupling layer,
+    as their own ``inverse`` does."""
+    for layer in layers:
+        if type(layer) is MAFLayer:
+            layer.network.calls += 1
+        elif type(layer) is AffineCoupling:
+            layer.calls += 1
+    out = _flow_normalise(params, x, tuple(layers), onp.dtype(dtype), [])
+    return out[0], out[1]
+
+
+@primitive
+def _flow_normalise(params, x, layers, dtype, saved):
+    """The normalising direction of a flow, x -> z, as one autograd primitive: each layer's fused primitive
+    (:func:`_maf_normalise`, :func:`_coupling_normalise`, Standardize's map) in turn, the log-dets summed from
+    zero in layer order, the same numbers as ``Flow._inverse`` running ``layer.inverse`` layer by layer.
+    Returns ``(z, log_det)``; each layer's input, output and saved pass go to the fresh list ``saved``.
+
+    Layer by layer, autograd records per layer a look-up in the parameter list (whose backward pass fills a
+    zero copy of the whole list: every parameter of every layer, on every step), two output look-ups and
+    a log-det sum; one node for the whole direction removes all of them."""
+    log_det = onp.zeros(x.shape[0], dtype=dtype)
+    for layer, p in zip(layers, params):
+        fused, _, structure = _fused_layer(layer)
+        layer_saved = []
+        z, log_det_layer = fused(p, x, structure, layer_saved)
+        saved.append((x, z, log_det_layer, layer_saved))
+        log_det = log_det + log_det_layer
+        x = z
+    return x, log_det
+
+
+def _flow_normalise_vjp(argnums, ans, args, kwargs):
+    """Backward pass of :func:`_flow_normalise`: each layer's own backward pass, last layer first; the
+    gradient of the summed log-det reaches every layer unchanged. When the backward pass is itself traced (a
+    second derivative) autograd differentiates the layer-by-layer chain of fused primitives instead, whose
+    backward passes handle that case."""
+    params, x, layers, dtype, saved = args
+
+    def chain(p, v):
+        log_det = np.zeros(v.shape[0], dtype=dtype)
+        for layer, p_layer in zip(layers, p):
+            fused, _, structure = _fused_layer(layer)
+            v, log_det_layer = fused(p_layer, v, structure, [])
+            log_det = log_det + log_det_layer
+        return v, log_det
+
+    def vjp(g):
+        g_z, g_log_det = g[0], g[1]
+        if _traced(g_z, g_log_det, params, x, ans[0]):
+            return _vjp_by_autograd(chain, argnums, args, g_z, g_log_det)
+        grads = [None] * len(layers)
+        for k in range(len(layers) - 1, -1, -1):
+            _, make_vjp_k, structure = _fused_layer(layers[k])
+            x_k, z_k, log_det_k, layer_saved = saved[k]
+            wanted = (0, 1) if k > 0 or 1 in argnums else (0,)
+            grads_k = make_vjp_k(wanted, (z_k, log_det_k), (params[k], x_k, structure, layer_saved), {})(
+                (g_z, g_log_det))
+            grads[k] = grads_k[0]
+            if len(grads_k) > 1:
+                g_z = grads_k[1]
+        grads = grads if isinstance(params, list) else type(params)(grads)
+        return tuple(grads if argnum == 0 else g_z for argnum in argnums)
+
+    return vjp
+
+
+defvjp_argnums(_flow_normalise, _flow_normalise_vjp)

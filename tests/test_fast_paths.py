@@ -406,3 +406,263 @@ def test_maf_layer_inverse_primitive_equals_the_layer_by_layer_made_and_affine_m
         ours = grad(objective(layer.inverse), argnums)(params, x)
         expected = grad(objective(reference), argnums)(params, x)
         onp.testing.assert_allclose(flatten(ours)[0], flatten(expected)[0], rtol=TOL, atol=TOL)
+
+
+@pytest.mark.parametrize("dtype", [onp.float64, onp.float32])
+@pytest.mark.parametrize("P", [1, 7, 1000, 4099])
+def test_adam_step_equals_the_formula_bit_for_bit(dtype, P, monkeypatch):
+    """adam_step (chunk by chunk into preallocated arrays) against the five-line formula, _adam_reference:
+    the same bits, chunk boundaries included, the inputs untouched, and the formula's own promotion when a
+    scalar is a NumPy float64 (the reference path)."""
+    monkeypatch.setattr(mf.train, "_ADAM_CHUNK_BYTES", 256 * onp.dtype(dtype).itemsize)  # several chunks
+    rng = onp.random.default_rng(P)
+    theta, g, m = (rng.standard_normal(P).astype(dtype) for _ in range(3))
+    v = rng.random(P).astype(dtype)
+    g[0] = 1e30 if dtype == onp.float32 else 1e200  # g**2 overflows to inf: the same inf in both
+    before = [a.copy() for a in (theta, g, m, v)]
+    for t, lr in [(1, 1e-3), (7, 0.25), (1000, 3)]:
+        with onp.errstate(over="ignore"):
+            ours = mf.train.adam_step(theta, g, m, v, t, lr)
+            reference = mf.train._adam_reference(theta, g, m, v, t, lr)
+        for a, b in zip(ours, reference):
+            assert a.dtype == b.dtype == dtype
+            onp.testing.assert_array_equal(a, b)
+    for a, b in zip((theta, g, m, v), before):
+        onp.testing.assert_array_equal(a, b)
+    with onp.errstate(over="ignore"):
+        ours = mf.train.adam_step(theta, g, m, v, 2, onp.float64(1e-3))
+        reference = mf.train._adam_reference(theta, g, m, v, 2, onp.float64(1e-3))
+    for a, b in zip(ours, reference):
+        assert a.dtype == b.dtype
+        onp.testing.assert_array_equal(a, b)
+
+
+def readable_coupling_inverse(layer, params, x):
+    """AffineCoupling.inverse as the paper writes it: the MLP on x_A, affine_inverse on x_B, x_A copied."""
+    mu, alpha = made.made_apply_by_layer(params, x[:, layer.A], None, layer.activation)
+    z_B, log_det = affine_inverse(x[:, layer.B], mu, alpha)
+    return anp.concatenate([x[:, layer.A], z_B], axis=1)[:, layer.unpermute], log_det
+
+
+@pytest.mark.parametrize("D, hidden, flip, activation", [
+    (2, (6,), False, "relu"), (2, (5, 7), True, "tanh"), (5, (), False, "relu"), (5, (8, 8), True, "relu"),
+    (9, (4, 6, 5), False, "tanh"),
+])
+def test_coupling_layer_inverse_primitive_equals_the_readable_coupling(D, hidden, flip, activation):
+    """AffineCoupling.inverse (conditioner, affine map and log-det as one primitive, _coupling_normalise)
+    against the MLP layer by layer, affine_inverse and a concatenation, differentiated by autograd: the same
+    z and log-det, the same gradients for params, x and both, one pass counted."""
+    rng = onp.random.default_rng(30 + D)
+    layer = transforms.AffineCoupling(D, hidden, flip=flip, activation=activation)
+    params = perturb(layer.init_params(rng), rng, scale=0.3)
+    x = rng.standard_normal((7, D))
+    g_z, g_log_det = rng.standard_normal((7, D)), rng.standard_normal(7)
+
+    def objective(inverse):
+        def value(p, v):
+            z, log_det = inverse(p, v)
+            return anp.sum(g_z * z) + anp.sum(g_log_det * log_det)
+
+        return value
+
+    layer.calls = 0
+    for ours, expected in zip(layer.inverse(params, x), readable_coupling_inverse(layer, params, x)):
+        onp.testing.assert_allclose(ours, expected, rtol=TOL, atol=TOL)
+    assert layer.calls == 1
+    readable = objective(lambda p, v: readable_coupling_inverse(layer, p, v))
+    for argnums in (0, 1, (0, 1)):
+        ours = grad(objective(layer.inverse), argnums)(params, x)
+        onp.testing.assert_allclose(flatten(ours)[0], flatten(grad(readable, argnums)(params, x))[0],
+                                    rtol=TOL, atol=TOL)
+
+
+def test_coupling_layer_inverse_keeps_float32_and_can_be_differentiated_twice():
+    """The fused coupling in float32 stays float32 (values and gradients); its backward pass is differentiable
+    again (the conditioner's backward pass switches to autograd's NumPy when traced)."""
+    rng = onp.random.default_rng(40)
+    layer = transforms.AffineCoupling(4, (6, 6), activation="tanh", dtype="float32")
+    params = perturb(layer.init_params(rng), rng, scale=0.3)
+    params = {key: [a.astype(onp.float32) for a in value] if isinstance(value, list) else value.astype(onp.float32)
+              for key, value in params.items()}
+    x = rng.standard_normal((5, 4)).astype(onp.float32)
+    z, log_det = layer.inverse(params, x)
+    assert z.dtype == log_det.dtype == onp.float32
+    g = grad(lambda p: anp.sum(layer.inverse(p, x)[0] ** 2))(params)
+    assert {a.dtype for a in flatten(g)[0:1]} == {onp.dtype(onp.float32)}
+
+    params64 = {key: [a.astype(float) for a in value] if isinstance(value, list) else value.astype(float)
+                for key, value in params.items()}
+    x64 = x.astype(float)
+
+    def gradient_norm(inverse):
+        def value(v):
+            z, log_det = inverse(params64, v)
+            return anp.sum(z * z) + anp.sum(log_det)
+
+        return lambda v: anp.sum(grad(value)(v) ** 2)
+
+    ours = grad(gradient_norm(layer.inverse))(x64)
+    expected = grad(gradient_norm(lambda p, v: readable_coupling_inverse(layer, p, v)))(x64)
+    onp.testing.assert_allclose(ours, expected, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("masked", [True, False])
+def test_made_pass_can_be_differentiated_twice(masked):
+    """made_pass's backward pass runs in plain NumPy for plain arrays and in autograd's NumPy when traced:
+    a second derivative (of the input gradient's squared norm, with respect to x and to the parameters)
+    matches autograd through made_apply_by_layer."""
+    rng = onp.random.default_rng(12)
+    D, hidden = 4, (6, 5)
+    degrees = mf.masks.made_degrees(D, hidden, "random", "sequential", rng)
+    masks = mf.masks.made_masks(degrees) if masked else None
+    params = perturb(made.init_made_params(D, hidden, D, rng), rng)
+    x = rng.standard_normal((3, D))
+
+    def gradient_norm(apply):
+        def value(p, v):
+            mu, alpha = apply(p, v, masks, "tanh")
+            return anp.sum(mu * alpha)
+
+        return lambda p, v: anp.sum(grad(value, 1)(p, v) ** 2)
+
+    for argnum in (0, 1):
+        ours = grad(gradient_norm(made.made_apply), argnum)(params, x)
+        expected = grad(gradient_norm(made.made_apply_by_layer), argnum)(params, x)
+        onp.testing.assert_allclose(flatten(ours)[0], flatten(expected)[0], rtol=1e-10, atol=1e-12)
+
+
+def test_block_pass_input_gradient_by_row_segments_equals_the_block_by_block_sum():
+    """The backward product g_a @ V^T by row segments (one product per segment, written in place) against the
+    block-by-block sum it replaces (used when a plan's row counts do not grow), for params and x."""
+    rng = onp.random.default_rng(13)
+    D, hidden = 12, (40, 40)
+    degrees = mf.masks.made_degrees(D, hidden, "random", "random", rng)
+    masks = mf.masks.made_masks(degrees)
+    plan = made.block_plan(degrees, masks, 4)
+    assert all(layer["row_blocks"] is not None for layer in plan["layers"])
+    no_segments = {**plan, "layers": [{**layer, "row_blocks": None} for layer in plan["layers"]]}
+    params = perturb(made.init_made_params(D, hidden, D, rng), rng)
+    x = rng.standard_normal((8, D))
+    g_mu, g_alpha = rng.standard_normal((2, 8, D))
+
+    def objective(p):
+        def value(params, v):
+            mu, alpha = made.made_apply(params, v, masks, "relu", p)
+            return anp.sum(g_mu * mu + g_alpha * alpha)
+
+        return value
+
+    ours = grad(objective(plan), (0, 1))(params, x)
+    expected = grad(objective(no_segments), (0, 1))(params, x)
+    onp.testing.assert_allclose(flatten(ours)[0], flatten(expected)[0], rtol=TOL, atol=TOL)
+    assert made._row_blocks([(0, 2, 5), (2, 4, 3)]) is None  # row counts that shrink: no segments
+    assert made._row_blocks([(0, 2, 0), (2, 4, 3), (4, 6, 3), (6, 8, 5)]) == [(0, 3, 2), (3, 5, 6)]
+
+
+@pytest.mark.parametrize("wide", [False, True])
+def test_maf_layer_inverse_primitive_can_be_differentiated_twice(wide):
+    """MAFLayer.inverse's fused backward pass, when traced itself (a second derivative, with respect to x and
+    to the parameters), goes through autograd on the readable form and matches it."""
+    rng = onp.random.default_rng(14)
+    D, hidden = (5, (7, 6)) if not wide else (18, (256,))
+    layer = transforms.MAFLayer(D, hidden, mf.masks.make_order(D, "random", rng), "sequential", "tanh", rng)
+    assert (layer.network.plan is not None) == wide
+    params = perturb(layer.init_params(rng), rng, scale=0.3 if not wide else 0.02)
+    x = rng.standard_normal((3, D))
+
+    def reference(p, v):
+        return affine_inverse(v, *made.made_apply_by_layer(p, v, layer.masks, "tanh"))
+
+    def gradient_norm(inverse, argnum):
+        def value(p, v):
+            z, log_det = inverse(p, v)
+            return anp.sum(z * z) + anp.sum(log_det)
+
+        return lambda p, v: anp.sum(flatten(grad(value, argnum)(p, v))[0] ** 2)
+
+    for inner, outer in [(1, 1), (1, 0), (0, 1)]:
+        ours = grad(gradient_norm(layer.inverse, inner), outer)(params, x)
+        expected = grad(gradient_norm(reference, inner), outer)(params, x)
+        onp.testing.assert_allclose(flatten(ours)[0], flatten(expected)[0], rtol=1e-9, atol=1e-11)
+
+
+def _flows_for_the_chain():
+    wide = mf.MAF(18, num_layers=2, hidden=(256,), standardize=False, rng=3)
+    fitted = mf.MAF(3, num_layers=3, hidden=(6, 5), activation="tanh", rng=4)
+    fitted.layers[0].fit(onp.random.default_rng(4).standard_normal((50, 3)) * [1.0, 2.0, 0.5] + 1.0)
+    return [("MAF", mf.MAF(4, num_layers=3, hidden=(8, 8), standardize=False, rng=1)),
+            ("MAF, fitted Standardize, tanh", fitted),
+            ("MAF, block plan", wide),
+            ("RealNVP D=2", mf.RealNVP(2, num_layers=4, hidden=(7,), rng=5)),
+            ("RealNVP D=5", mf.RealNVP(5, num_layers=3, hidden=(6, 6), standardize=False, rng=6)),
+            ("MAF float32", mf.MAF(3, num_layers=2, hidden=(8,), standardize=False, rng=7, dtype="float32"))]
+
+
+@pytest.mark.parametrize("name, flow", _flows_for_the_chain(), ids=lambda v: v if isinstance(v, str) else "")
+def test_whole_normalising_chain_as_one_primitive_equals_the_layer_by_layer_flow(name, flow):
+    """transforms._normalise_chain (every layer's fused primitive in one autograd node) against the layers'
+    own inverse maps chained (each layer one node, as Flow._inverse runs them without the chain): the same z
+    and log-det bit for bit, the same gradients for params, x and both, the same pass counts, and a second
+    derivative through autograd."""
+    rng = onp.random.default_rng(21)
+    params = [perturb(p, rng, scale=0.3 if flow.dim < 18 else 0.02) if p else p for p in flow.params]
+    params = [{k: [a.astype(flow.dtype) for a in v] if isinstance(v, list) else v.astype(flow.dtype)
+               for k, v in p.items()} for p in params]
+    x = rng.standard_normal((6, flow.dim)).astype(flow.dtype)
+    g_z, g_log_det = rng.standard_normal((6, flow.dim)), rng.standard_normal(6)
+    assert transforms._fusable_chain(flow.layers, params)
+
+    def chain(p, v):
+        return transforms._normalise_chain(flow.layers, p, v, flow.dtype)
+
+    def layer_by_layer(p, v):
+        log_det = anp.zeros(v.shape[0], dtype=flow.dtype)
+        for layer, p_layer in zip(flow.layers, p):
+            v, log_det_layer = layer.inverse(p_layer, v)
+            log_det = log_det + log_det_layer
+        return v, log_det
+
+    def objective(inverse):
+        return lambda p, v: anp.sum(g_z * inverse(p, v)[0]) + anp.sum(g_log_det * inverse(p, v)[1])
+
+    with flow._counting_passes():
+        z, log_det = chain(params, x)
+    fused_passes = flow.passes_per_layer
+    with flow._counting_passes():
+        z_ref, log_det_ref = layer_by_layer(params, x)
+    assert fused_passes == flow.passes_per_layer
+    assert z.dtype == log_det.dtype == flow.dtype
+    onp.testing.assert_array_equal(z, z_ref)
+    onp.testing.assert_array_equal(log_det, log_det_ref)
+    tol = TOL if flow.dtype == onp.float64 else 1e-5
+    for argnums in (0, 1, (0, 1)):
+        ours = grad(objective(chain), argnums)(params, x)
+        expected = grad(objective(layer_by_layer), argnums)(params, x)
+        onp.testing.assert_allclose(flatten(ours)[0], flatten(expected)[0], rtol=tol, atol=tol)
+    if flow.dtype == onp.float64 and flow.dim < 18:
+        def gradient_norm(inverse):
+            return lambda v: anp.sum(grad(objective(inverse), 1)(params, v) ** 2)
+
+        onp.testing.assert_allclose(grad(gradient_norm(chain))(x), grad(gradient_norm(layer_by_layer))(x),
+                                    rtol=1e-9, atol=1e-11)
+
+
+def test_whole_chain_applies_only_where_every_layer_has_a_fused_primitive():
+    """IAF (implicit fixed point), batch norm, a conditional MAF and a clamped MAF keep the layer-by-layer path;
+    so does a plain parameter list holding traced arrays."""
+    for flow in [mf.IAF(3, num_layers=2, hidden=(4,), rng=0), mf.MAF(3, num_layers=2, hidden=(4,), batch_norm=True,
+                                                                   rng=0),
+                 mf.ConditionalMAF(3, 2, num_layers=2, hidden=(4,), rng=0),
+                 mf.MAF(3, num_layers=2, hidden=(4,), alpha_clamp=3.0, rng=0)]:
+        assert not transforms._fusable_chain(flow.layers, flow.params)
+    flow = mf.MAF(3, num_layers=2, hidden=(4,), rng=0)
+    assert transforms._fusable_chain(flow.layers, flow.params)
+
+    class OwnInverse(transforms.MAFLayer):  # a subclass may override inverse: it keeps its own
+        pass
+
+    assert not transforms._fusable_chain([OwnInverse(3, (4,))], [flow.params[1]])
+    seen = []
+    grad(lambda w: seen.append(transforms._fusable_chain(flow.layers, [{**flow.params[0]}, {
+        **flow.params[1], "b_mu": flow.params[1]["b_mu"] * w}])) or w)(1.0)
+    assert seen == [False]
