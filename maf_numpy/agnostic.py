@@ -36,10 +36,9 @@ import math
 
 import autograd.numpy as np
 import numpy as onp
-from autograd.scipy.special import logsumexp
 
 from . import masks as _masks
-from .flows import ACTIVATION_NAMES, Flow, standard_normal_log_prob
+from .flows import ACTIVATION_NAMES, Flow, logsumexp, standard_normal_log_prob
 from .transforms import MAFLayer, Standardize
 from .validation import (
     as_generator,

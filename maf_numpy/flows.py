@@ -40,10 +40,12 @@ G. Papamakarios, T. Pavlakou, I. Murray. Masked Autoregressive Flow for Density 
 import contextlib
 
 import autograd.numpy as np
+import numpy as onp
 from autograd.misc import flatten
 from autograd.tracer import getval, isbox
 
 from . import masks as _masks
+from . import transforms as _transforms
 from .transforms import AffineCoupling, BatchNorm, IAFLayer, MAFLayer, Standardize
 from .validation import (
     as_generator,
@@ -59,7 +61,7 @@ from .validation import (
 )
 
 __all__ = ["standard_normal_log_prob", "Flow", "MADE", "MAF", "IAF", "RealNVP", "ConditionalMADE", "ConditionalMAF",
-           "layer_orders", "check_context"]
+           "layer_orders", "check_context", "logsumexp"]
 
 LOG_2PI = float(np.log(2 * np.pi))
 ACTIVATION_NAMES = ("relu", "tanh")
@@ -124,6 +126,9 @@ class Flow:
     # --- pure functions of (params, input): what autograd differentiates ---------------------------
     # y is the context (n, C) of a conditional flow (None otherwise); only conditional layers receive it.
     def _inverse(self, params, x, y=None):
+        if y is None and _transforms._fusable_chain(self.layers, params):
+            # the same loop as below, run as one autograd node with a hand-written backward pass (speed)
+            return _transforms._normalise_chain(self.layers, params, x, self.dtype)
         log_det = np.zeros(x.shape[0], dtype=self.dtype)
         for layer, p in zip(self.layers, params):
             x, log_det_layer = _apply(layer, "inverse", p, x, y)
@@ -348,6 +353,17 @@ class Flow:
     def __repr__(self):
         arguments = ", ".join(f"{key}={value!r}" for key, value in self.config.items())
         return f"{type(self).__name__}({arguments})"
+
+
+def logsumexp(a, axis=-1, keepdims=False):
+    """log sum exp(a) along ``axis``, as m + log sum exp(a - m) with m the largest entry (DESIGN §5: nothing large
+    is exponentiated). m is a constant for autograd, so the gradient is exactly the softmax of a. A slice that
+    is all -inf gives -inf. Any shape; the axis is removed unless ``keepdims``."""
+    m = onp.max(getval(a), axis=axis, keepdims=True)
+    m = onp.where(onp.isfinite(m), m, 0.0).astype(getval(a).dtype)
+    with onp.errstate(divide="ignore"):  # log 0 = -inf for an all -inf slice: the intended answer
+        out = np.log(np.sum(np.exp(a - m), axis=axis, keepdims=True)) + m
+    return out if keepdims else np.squeeze(out, axis=axis)
 
 
 def _apply(layer, direction, params, v, y):
@@ -672,8 +688,7 @@ class _Conditional:
         x = self._cast(check_data(x, self.dim, "x"))
         eye = np.eye(C, dtype=self.dtype)
         scores = np.stack([self.log_prob(x, eye[c], params) for c in range(C)], axis=1) + log_prior
-        top = np.max(scores, axis=1, keepdims=True)
-        return scores - (top + np.log(np.sum(np.exp(scores - top), axis=1, keepdims=True)))
+        return scores - logsumexp(scores, axis=1, keepdims=True)
 
     def predict(self, x, log_prior=None, params=None):
         """The most probable class under :meth:`class_log_posterior`; int array of shape (n,)."""

@@ -44,11 +44,19 @@ MADE: Masked Autoencoder for Distribution Estimation. ICML 2015.
 
 import autograd.numpy as np
 import numpy as onp
-from autograd.scipy.special import logsumexp
 from autograd.tracer import getval
 
 from . import masks as _masks
-from .flows import LOG_2PI, Flow, _check_common, _check_context_dim, _Conditional, _standardize_layers, layer_orders
+from .flows import (
+    LOG_2PI,
+    Flow,
+    _check_common,
+    _check_context_dim,
+    _Conditional,
+    _standardize_layers,
+    layer_orders,
+    logsumexp,
+)
 from .made import ACTIVATIONS, MADENetwork, init_made_params, masked_dense
 from .transforms import MAFLayer, solve_autoregressive
 from .validation import as_generator, check_choice, check_data, check_positive_int

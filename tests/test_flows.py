@@ -194,3 +194,27 @@ def test_one_dimensional_maf_and_iaf_are_affine_maps():
         x = onp.linspace(-3, 3, 7)[:, None]
         assert_round_trip(flow.forward, flow.inverse, x)
         assert onp.all(onp.isfinite(flow.log_prob(x)))
+
+
+def test_logsumexp_is_exact_for_huge_and_minus_infinite_entries_and_its_gradient_is_the_softmax():
+    from autograd import grad
+
+    from maf_numpy.flows import logsumexp
+
+    a = onp.array([[1000.0, 1000.0, -onp.inf], [-onp.inf, -onp.inf, -onp.inf], [0.5, -2.0, 3.0]])
+    out = logsumexp(a, axis=1)
+    assert out[0] == pytest.approx(1000.0 + onp.log(2.0), abs=1e-12) and out[1] == -onp.inf
+    assert out[2] == pytest.approx(onp.log(onp.sum(onp.exp(a[2]))), abs=1e-12)
+    assert logsumexp(a[2:], axis=1, keepdims=True).shape == (1, 1)
+    g = grad(lambda v: logsumexp(v, axis=0))(a[2])
+    onp.testing.assert_allclose(g, onp.exp(a[2]) / onp.sum(onp.exp(a[2])), atol=1e-15)
+
+
+def test_importing_the_library_loads_neither_scipy_nor_scikit_learn():
+    """The library needs numpy and autograd only; scikit-learn (and the scipy it brings) only for digits()."""
+    import subprocess
+    import sys
+
+    code = "import sys, maf_numpy; print(sorted(m for m in ('scipy', 'sklearn') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
