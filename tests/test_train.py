@@ -292,3 +292,61 @@ def test_a_bad_augment_is_refused_with_the_argument_named():
         flow.fit(x, steps=2, progress=False, augment="dequantize")
     with pytest.raises(ValueError, match=r"augment must return a float array of shape \(90, 2\)"):
         flow.fit(x, steps=2, progress=False, augment=lambda x_batch, rng: x_batch[:, :1])
+
+
+# --- ema: validate and keep a moving average of the parameters -------------------------------------------------
+def test_ema_keeps_the_moving_average_of_the_adam_iterates(monkeypatch):
+    """avg_0 = theta_0, avg_t = ema avg_{t-1} + (1 - ema) theta_t; validated and kept instead of theta_t.
+    The iterates themselves are those of the run without ema (the average never feeds back)."""
+    from autograd.misc import flatten
+
+    from maf_numpy import train
+
+    x = datasets.toy("moons", 300, rng=0)
+    iterates = []
+    original = train.adam_step
+
+    def recording(*args, **kwargs):
+        out = original(*args, **kwargs)
+        iterates.append(out[0].copy())
+        return out
+
+    monkeypatch.setattr(train, "adam_step", recording)
+    flow = mf.MAF(2, num_layers=1, hidden=(8,), rng=0)
+    theta_0 = flatten(flow.params)[0].copy()
+    history = flow.fit(x, x[:100], steps=3, val_every=3, batch_size=64, lr=1e-2, rng=0, progress=False, ema=0.5,
+                       patience=None)
+    assert history["best_step"] == 3 and len(iterates) == 3
+    expected = 0.125 * theta_0 + 0.125 * iterates[0] + 0.25 * iterates[1] + 0.5 * iterates[2]
+    onp.testing.assert_allclose(flatten(flow.params)[0], expected, rtol=0, atol=1e-14)
+    assert history["best_val_nll"] == pytest.approx(-onp.mean(flow.log_prob(x[:100])), abs=1e-12)
+
+
+def test_ema_is_resumed_bit_identical_and_a_float32_average_stays_float32(monkeypatch, tmp_path):
+    from autograd.misc import flatten
+    from test_checkpoints import fit_interrupted_at
+
+    x = datasets.toy("moons", 300, rng=0)
+    options = {"steps": 40, "batch_size": 64, "lr": 3e-3, "val_every": 5, "progress": False, "ema": 0.9}
+    reference = mf.MAF(2, num_layers=2, hidden=(8,), rng=0, dtype="float32")
+    expected = reference.fit(x, x[:100], rng=0, **options)
+    path = tmp_path / "run.npz"
+    fit_interrupted_at(monkeypatch, mf.MAF(2, num_layers=2, hidden=(8,), rng=0, dtype="float32"), 17, x, x[:100],
+                       rng=0, checkpoint=path, **options)
+    flow = mf.MAF(2, num_layers=2, hidden=(8,), rng=0, dtype="float32")
+    history = flow.fit(x, x[:100], resume=path, **options)
+    assert onp.array_equal(flatten(flow.params)[0], flatten(reference.params)[0])
+    assert history["best_val_nll"] == expected["best_val_nll"]
+    from maf_numpy.train import _leaves
+
+    assert all(leaf.dtype == onp.float32 for leaf in _leaves(flow.params))
+    assert onp.load(path)["theta_avg"].dtype == onp.float32
+
+
+def test_ema_must_be_a_number_in_zero_one():
+    x = datasets.toy("moons", 100, rng=0)
+    for bad in (0.0, 1.0, 1.5, -0.2):
+        with pytest.raises(ValueError, match="ema"):
+            mf.MAF(2, num_layers=1, hidden=(8,), rng=0).fit(x, steps=1, progress=False, ema=bad)
+    with pytest.raises(TypeError, match="ema"):
+        mf.MAF(2, num_layers=1, hidden=(8,), rng=0).fit(x, steps=1, progress=False, ema="0.9")
