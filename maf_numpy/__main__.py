@@ -83,26 +83,25 @@ def parse_hidden(text):
     return hidden
 
 
+def _positive(text, convert, what):
+    """``convert(text)`` if it is a finite number > 0, else an argparse error saying it must be ``what``."""
+    try:
+        value = convert(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+    if not (np.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
+    return value
+
+
 def positive_int(text):
     """A positive int, for argparse."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive int, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive int, got {text}")
-    return value
+    return _positive(text, int, "a positive int")
 
 
 def positive_float(text):
     """A positive finite float, for argparse."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
-    if not (np.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
+    return _positive(text, float, "a positive number")
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -118,10 +118,9 @@ class Flow:
         self.layers = layers
         self.params = [layer.init_params(rng) for layer in layers]
         self.config = config
+        self.context_dim = config.get("context_dim", 0)  # C > 0 for the conditional flows (MAF paper §3.4)
         self.passes = 0
         self.passes_per_layer = [0] * len(layers)
-
-    context_dim = 0  # C > 0 for the conditional flows (MAF paper §3.4): see ConditionalMAF
 
     # --- pure functions of (params, input): what autograd differentiates ---------------------------
     # y is the context (n, C) of a conditional flow (None otherwise); only conditional layers receive it.
@@ -238,6 +237,17 @@ class Flow:
         with self._counting_passes():
             x = self._forward(params, self._base_sample(params, n, rng, y), y)[0]
         return warn_if_not_finite(x, "sample", "the base draws z")
+
+    def _last_layer_outputs(self, x, y, params, outputs):
+        """``outputs(params[-1], v, y)`` of the last layer (its network's conditionals), where v is x pushed
+        through every layer before it (Standardize, ...): what ``conditionals`` of the MADE flows returns."""
+        x = self._cast(check_data(x, self.dim, "x"))
+        y = self._context(y, x.shape[0])
+        params = self._params(params)
+        with self._counting_passes():
+            for layer, p in zip(self.layers[:-1], params[:-1]):
+                x, _ = _apply(layer, "inverse", p, x, y)
+            return outputs(params[-1], x, y)
 
     def _context(self, y, n):
         """None for an unconditional flow; else y checked and cast: shape (n, C), or (C,) for all n rows."""
@@ -419,10 +429,15 @@ def _between(layers, batch_norm, dim, dtype):
     return with_norms + layers[-1:]
 
 
-def _batch_norm_config(batch_norm):
-    # Only a flow with batch norm records it, so that the configuration (and repr, and the files) of every
-    # other flow stays what it was before the option existed.
-    return {"batch_norm": True} if batch_norm else {}
+def _optional_config(batch_norm=False, alpha_clamp=None, context_dim=0):
+    """The options a flow records in its configuration only when they differ from their defaults, so that the
+    configuration (and repr, and the files) of every other flow stays what it was before the option existed."""
+    options = {"batch_norm": True} if batch_norm else {}
+    if alpha_clamp is not None:
+        options["alpha_clamp"] = alpha_clamp
+    if context_dim:
+        options["context_dim"] = context_dim
+    return options
 
 
 class _AutoregressiveFlow(Flow):
@@ -443,12 +458,7 @@ class _AutoregressiveFlow(Flow):
         config = {"dim": dim, "num_layers": num_layers, "hidden": hidden,
                   "orders": [order.tolist() for order in order_list], "hidden_degrees": hidden_degrees,
                   "activation": activation, "standardize": standardize, "dtype": dtype,
-                  **_batch_norm_config(batch_norm)}
-        if alpha_clamp is not None:
-            config["alpha_clamp"] = alpha_clamp
-        if context_dim:
-            config["context_dim"] = context_dim
-        self.context_dim = context_dim
+                  **_optional_config(batch_norm, alpha_clamp, context_dim)}
         super().__init__(dim, layers, rng, config, dtype)
 
 
@@ -536,7 +546,7 @@ class RealNVP(Flow):
             for k in range(num_layers)
         ], batch_norm, dim, dtype)
         config = {"dim": dim, "num_layers": num_layers, "hidden": hidden, "activation": activation,
-                  "standardize": standardize, "dtype": dtype, **_batch_norm_config(batch_norm)}
+                  "standardize": standardize, "dtype": dtype, **_optional_config(batch_norm)}
         super().__init__(dim, layers, rng, config, dtype)
 
 
@@ -577,12 +587,8 @@ class MADE(Flow):
                      alpha_clamp=alpha_clamp)
         ]
         config = {"dim": dim, "hidden": hidden, "order": made_order.tolist(), "hidden_degrees": hidden_degrees,
-                  "activation": activation, "standardize": standardize, "dtype": dtype}
-        if alpha_clamp is not None:
-            config["alpha_clamp"] = alpha_clamp
-        if context_dim:
-            config["context_dim"] = context_dim
-        self.context_dim = context_dim
+                  "activation": activation, "standardize": standardize, "dtype": dtype,
+                  **_optional_config(alpha_clamp=alpha_clamp, context_dim=context_dim)}
         super().__init__(dim, layers, rng, config, dtype)
 
     @property
@@ -604,13 +610,7 @@ class MADE(Flow):
         return self._conditionals(x, None, params)
 
     def _conditionals(self, x, y, params):
-        x = self._cast(check_data(x, self.dim, "x"))
-        y = self._context(y, x.shape[0])
-        params = self._params(params)
-        with self._counting_passes():
-            for layer, p in zip(self.layers[:-1], params[:-1]):
-                x, _ = layer.inverse(p, x)
-            return self.made_layer.conditioner(params[-1], x, y)
+        return self._last_layer_outputs(x, y, params, self.made_layer.conditioner)
 
 
 # ---------------------------------------------------------------------------------------------------

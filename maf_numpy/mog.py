@@ -53,13 +53,14 @@ from .flows import (
     _check_common,
     _check_context_dim,
     _Conditional,
+    _optional_config,
     _standardize_layers,
     layer_orders,
     logsumexp,
 )
 from .made import ACTIVATIONS, MADENetwork, init_made_params, masked_dense
-from .transforms import MAFLayer, solve_autoregressive
-from .validation import as_generator, check_choice, check_data, check_positive_int
+from .transforms import MADELayerBase, MAFLayer, solve_autoregressive
+from .validation import as_generator, check_choice, check_positive_int
 
 __all__ = ["mog_apply", "mog_log_prob", "mog_sample_step", "MADEMoGNetwork", "MADEMoGBase", "MADEMoG", "MAFMoG",
            "ConditionalMAFMoG"]
@@ -219,7 +220,7 @@ class MADEMoGNetwork(MADENetwork):
         return f"MADEMoGNetwork(D={self.D}, hidden={self.hidden}, components={self.C}, order={self.order.tolist()})"
 
 
-class MADEMoGBase:
+class MADEMoGBase(MADELayerBase):
     """A MADE MoG as the base density at the end of a flow's ``layers`` (see the module docstring).
 
     As a map it is the identity (``forward`` and ``inverse`` return their input and a zero log-det): it is in
@@ -239,34 +240,6 @@ class MADEMoGBase:
         self.network = MADEMoGNetwork(D, hidden, components, order, hidden_degrees, activation, rng, dtype=dtype,
                                       context_dim=context_dim)
         self.input_degrees = onp.ones(D, dtype=int)  # as a map it is the identity: diagonal Jacobian
-
-    @property
-    def degrees(self):
-        return self.network.degrees
-
-    @property
-    def masks(self):
-        return self.network.masks
-
-    @property
-    def order(self):
-        return self.network.order
-
-    @property
-    def dtype(self):
-        return self.network.dtype
-
-    @property
-    def calls(self):
-        """Number of network evaluations so far; the flows reset it to count passes."""
-        return self.network.calls
-
-    @calls.setter
-    def calls(self, value):
-        self.network.calls = value
-
-    def init_params(self, rng):
-        return self.network.init_params(rng)
 
     def forward(self, params, z, y=None):
         """The identity, z -> z, with log-det 0: the base density is applied by the flow, not here."""
@@ -302,12 +275,6 @@ class MADEMoGBase:
 
         return solve_autoregressive(step, self.D, (n, self.D), self.network.degrees[0], self.dtype)[0]
 
-    def get_state(self):
-        return {f"degrees_{l}": m for l, m in enumerate(self.network.degrees)}
-
-    def set_state(self, state):
-        self.network.set_degrees([state[f"degrees_{l}"] for l in range(len(self.network.hidden) + 1)])
-
     def __repr__(self):
         return (f"MADEMoGBase(D={self.D}, hidden={self.network.hidden}, components={self.network.C}, "
                 f"order={self.order.tolist()})")
@@ -336,12 +303,7 @@ class _MixtureBase:
         return self._conditionals(x, None, params)
 
     def _conditionals(self, x, y, params):
-        x = self._cast(check_data(x, self.dim, "x"))
-        y = self._context(y, x.shape[0])
-        params = self._params(params)
-        with self._counting_passes():
-            z, _ = self._inverse(params, x, y)
-            return self.base.conditionals(params[-1], z, y)
+        return self._last_layer_outputs(x, y, params, self.base.conditionals)
 
 
 def _check_components(components):
@@ -439,10 +401,8 @@ class MAFMoG(_MixtureBase, Flow):
                          context_dim=context_dim)]
         config = {"dim": dim, "num_layers": num_layers, "hidden": hidden, "components": components,
                   "orders": [order.tolist() for order in order_list], "hidden_degrees": hidden_degrees,
-                  "activation": activation, "standardize": standardize, "dtype": dtype}
-        if context_dim:
-            config["context_dim"] = context_dim
-        self.context_dim = context_dim
+                  "activation": activation, "standardize": standardize, "dtype": dtype,
+                  **_optional_config(context_dim=context_dim)}
         super().__init__(dim, layers, rng, config, dtype)
 
 

@@ -60,6 +60,8 @@ __all__ = [
     "SEQUENTIAL_SOLVERS",
     "set_sequential_solver",
     "sequential_solver",
+    "soft_clamp",
+    "MADELayerBase",
     "MAFLayer",
     "IAFLayer",
     "AffineCoupling",
@@ -220,20 +222,10 @@ def _clamped(combine, c):
     return lambda u_i, mu_i, alpha_i: combine(u_i, mu_i, c * onp.tanh(alpha_i / c))
 
 
-class _AffineAutoregressive:
-    """Shared structure of MAFLayer and IAFLayer: one MADE network (see :class:`MADENetwork`).
-
-    ``context_dim = C > 0`` makes the layer conditional (MAF paper §3.4): its MADE reads ``[v, y]`` and
-    ``forward``/``inverse`` take the context ``y`` (n, C). ``alpha_clamp = c`` replaces alpha by
-    :func:`soft_clamp` ``(alpha, c)``; None (the default) is the paper's unconstrained form.
-    """
-
-    def __init__(self, D, hidden=(64, 64), order="sequential", hidden_degrees="sequential",
-                 activation="relu", rng=None, degrees=None, dtype="float64", context_dim=0, alpha_clamp=None):
-        self.D = D
-        self.context_dim = context_dim
-        self.alpha_clamp = alpha_clamp
-        self.network = MADENetwork(D, hidden, order, hidden_degrees, activation, rng, degrees, dtype, context_dim)
+class MADELayerBase:
+    """What a layer holding one MADE network (``self.network``) exposes of it: its degrees, masks, order, dtype,
+    the number of passes (``calls``, read and reset by the flows) and fresh parameters. Shared by the MAF and
+    IAF layers and by the MADE MoG base (:class:`maf_numpy.mog.MADEMoGBase`)."""
 
     @property
     def degrees(self):
@@ -252,14 +244,8 @@ class _AffineAutoregressive:
         return self.network.order
 
     @property
-    def input_degrees(self):
-        """Degree of each coordinate, shape (D,): coordinate i of the output depends on coordinate j
-        of the input only if ``input_degrees[j] < input_degrees[i]`` or ``i == j``."""
-        return self.network.degrees[0]
-
-    @property
     def calls(self):
-        """Number of conditioner (MADE) evaluations so far; the flows reset it to count passes."""
+        """Number of network evaluations so far; the flows reset it to count passes."""
         return self.network.calls
 
     @calls.setter
@@ -268,6 +254,34 @@ class _AffineAutoregressive:
 
     def init_params(self, rng):
         return self.network.init_params(rng)
+
+    def get_state(self):
+        return {f"degrees_{l}": m for l, m in enumerate(self.network.degrees)}
+
+    def set_state(self, state):
+        self.network.set_degrees([state[f"degrees_{l}"] for l in range(len(self.network.hidden) + 1)])
+
+
+class _AffineAutoregressive(MADELayerBase):
+    """Shared structure of MAFLayer and IAFLayer: one MADE network (see :class:`MADENetwork`).
+
+    ``context_dim = C > 0`` makes the layer conditional (MAF paper §3.4): its MADE reads ``[v, y]`` and
+    ``forward``/``inverse`` take the context ``y`` (n, C). ``alpha_clamp = c`` replaces alpha by
+    :func:`soft_clamp` ``(alpha, c)``; None (the default) is the paper's unconstrained form.
+    """
+
+    def __init__(self, D, hidden=(64, 64), order="sequential", hidden_degrees="sequential",
+                 activation="relu", rng=None, degrees=None, dtype="float64", context_dim=0, alpha_clamp=None):
+        self.D = D
+        self.context_dim = context_dim
+        self.alpha_clamp = alpha_clamp
+        self.network = MADENetwork(D, hidden, order, hidden_degrees, activation, rng, degrees, dtype, context_dim)
+
+    @property
+    def input_degrees(self):
+        """Degree of each coordinate, shape (D,): coordinate i of the output depends on coordinate j
+        of the input only if ``input_degrees[j] < input_degrees[i]`` or ``i == j``."""
+        return self.network.degrees[0]
 
     def conditioner(self, params, v, y=None):
         """(mu, alpha) = MADE(v) (or MADE([v, y]) when conditional), each (n, D): one network pass, counted
@@ -286,12 +300,6 @@ class _AffineAutoregressive:
     def _solve(self, params, u, combine, y):
         """The degree-sliced D-pass solver (see :func:`maf_numpy.made.solve_sliced`)."""
         return self.network.solve(params, u, _clamped(combine, self.alpha_clamp), y)
-
-    def get_state(self):
-        return {f"degrees_{l}": m for l, m in enumerate(self.network.degrees)}
-
-    def set_state(self, state):
-        self.network.set_degrees([state[f"degrees_{l}"] for l in range(len(self.network.hidden) + 1)])
 
     def __repr__(self):
         return (f"{type(self).__name__}(D={self.D}, hidden={self.network.hidden}, "

@@ -175,3 +175,15 @@ def assert_jacobian_autoregressive(f, v, degrees):
     assert leak == 0.0, f"an output depends on an input of equal or higher degree (|J| = {leak:.3e})"
     assert onp.all(onp.abs(onp.diagonal(J, axis1=1, axis2=2)) > 0), "a diagonal entry of J is zero"
     return J
+
+
+def assert_2d_density_integrates_to_one(log_prob, sample, half_width=14.0, num=561, n_samples=100_000, tol=3e-3):
+    """Quadrature of exp(log_prob) on the square [-w, w]^2 (a num x num grid), plus the mass outside the
+    square estimated from ``sample(n_samples)`` (random weights give some layers heavy tails), is 1 to tol."""
+    t = onp.linspace(-half_width, half_width, num)
+    X1, X2 = onp.meshgrid(t, t)
+    grid = onp.stack([X1.ravel(), X2.ravel()], axis=1)
+    mass_inside = onp.sum(onp.exp(log_prob(grid))) * (t[1] - t[0]) ** 2
+    mass_outside = onp.mean(onp.any(onp.abs(sample(n_samples)) > half_width, axis=1))
+    total = mass_inside + mass_outside
+    assert abs(total - 1) < tol, f"grid mass {mass_inside:.5f} + outside mass {mass_outside:.5f} = {total:.5f}"
