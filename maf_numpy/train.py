@@ -252,9 +252,8 @@ def fit(flow, x_train, x_val=None, steps=2000, batch_size=256, lr=1e-3, rng=None
     ema : float in (0, 1) or None
         Keep an exponential moving average of the parameters, ``avg <- ema * avg + (1 - ema) * theta``
         after every Adam step (Polyak averaging, Polyak & Juditsky 1992, in its exponential form; it starts at
-        the initial parameters), and validate and keep
-        the *average* instead of the current parameters: it smooths out the last steps' noise (on the
-        digits, 0.01-0.03 bits/pixel). None (the default): no average.
+        the initial parameters), and validate and keep the *average* instead of the current parameters: it
+        smooths out the last steps' noise (on the digits, 0.01-0.03 bits/pixel). None (the default): no average.
 
     Returns
     -------
