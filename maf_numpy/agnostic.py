@@ -19,7 +19,7 @@ networks' outputs (an average of mu and alpha over masks is not autoregressive i
 a density, so the mixture integrates to 1. A mixture is not one bijection: this flow has no ``inverse`` or
 ``forward`` of its own; each mask set does (``layer.inverse(params, x, k)``, ``layer.forward(params, z, k)``).
 
-Training: :meth:`OrderAgnosticMADE._train_log_prob` draws one mask set per step (the paper's per-minibatch
+Training: :meth:`OrderAgnosticMADE.training_log_density` draws one mask set per step (the paper's per-minibatch
 resampling, restricted to the K fixed sets); :func:`maf_numpy.train.fit` uses it for the training loss, with a
 generator unique to each step (reproducible from the seed and on resume), and the ensemble ``log_prob`` for
 validation. Sampling chooses a mask set uniformly per point, then samples that MADE
@@ -37,8 +37,11 @@ import math
 import autograd.numpy as np
 import numpy as onp
 
-from . import masks as _masks
-from .flows import ACTIVATION_NAMES, Flow, logsumexp, standard_normal_log_prob
+from .building import ACTIVATION_NAMES
+from .densities import logsumexp, standard_normal_log_prob
+from .flows import Flow
+from .masks import make_order
+from .npz import register_flow_classes
 from .transforms import MAFLayer, Standardize
 from .validation import (
     as_generator,
@@ -82,7 +85,7 @@ class MaskEnsembleLayer:
         rng = as_generator(rng)
         self.D = D
         self.num_masks = num_masks
-        self.made_layers = [MAFLayer(D, hidden, _masks.make_order(D, "random", rng), "random", activation, rng,
+        self.made_layers = [MAFLayer(D, hidden, make_order(D, "random", rng), "random", activation, rng,
                                      dtype=dtype) for _ in range(num_masks)]
         self.dtype = self.made_layers[0].dtype
 
@@ -163,7 +166,7 @@ class OrderAgnosticMADE(Flow):
     """
 
     def __init__(self, dim, hidden=(64, 64), num_masks=8, activation="relu", standardize=True, rng=None,
-                 dtype="float64"):
+                 dtype="float64", fast=True):
         dim = check_positive_int(dim, "dim")
         hidden = check_hidden(hidden)
         num_masks = check_positive_int(num_masks, "num_masks")
@@ -176,7 +179,7 @@ class OrderAgnosticMADE(Flow):
         ]
         config = {"dim": dim, "hidden": hidden, "num_masks": num_masks, "activation": activation,
                   "standardize": standardize, "dtype": dtype}
-        super().__init__(dim, layers, rng, config, dtype)
+        super().__init__(dim, layers, rng, config, dtype, fast)
         self.num_masks = num_masks
 
     @property
@@ -191,16 +194,17 @@ class OrderAgnosticMADE(Flow):
     # --- pure functions of (params, x) -------------------------------------------------------------
     def _standardize(self, params, x):
         """x through the layers before the MADE (the Standardize layer, if any): (x, log|det|), (n, D), (n,)."""
-        log_det = np.zeros(x.shape[0], dtype=self.dtype)
-        for layer, p in zip(self.layers[:-1], params[:-1]):
-            x, log_det_layer = layer.inverse(p, x)
-            log_det = log_det + log_det_layer
-        return x, log_det
+        return self.run("inverse", params[:-1], x, layers=self.layers[:-1])
+
+    def _mask_inverse(self, params, u, k):
+        """Mask set k's MADE layer, u -> z (one pass): ``made_layer.inverse(params[-1], u, k)``, through
+        :meth:`Flow.run` so that ``flow.fast`` applies to it."""
+        return self.run("inverse", [params[-1]], u, layers=[self.made_layer.made_layers[k]])
 
     def _log_prob_mask(self, params, x, k):
         """log p_k(x) of mask set k, shape (n,): one MADE pass."""
         u, log_det = self._standardize(params, x)
-        z, log_det_made = self.made_layer.inverse(params[-1], u, k)
+        z, log_det_made = self._mask_inverse(params, u, k)
         return standard_normal_log_prob(z) + log_det_made + log_det
 
     def _log_prob_per_mask(self, params, x, y=None):
@@ -208,16 +212,16 @@ class OrderAgnosticMADE(Flow):
         u, log_det = self._standardize(params, x)
         columns = []
         for k in range(self.num_masks):
-            z, log_det_made = self.made_layer.inverse(params[-1], u, k)
+            z, log_det_made = self._mask_inverse(params, u, k)
             columns.append(standard_normal_log_prob(z) + log_det_made)
         return np.stack(columns, axis=1) + log_det[:, None]
 
-    def _log_prob(self, params, x, y=None):
+    def log_density(self, params, x, y=None):
         """The ensemble, log (1/K) sum_k p_k(x) = logsumexp_k log p_k(x) - log K, shape (n,) (``y``: None)."""
         # math.log gives a Python float, which keeps a float32 flow in float32 (np.log would give float64)
         return logsumexp(self._log_prob_per_mask(params, x), axis=1) - math.log(self.num_masks)
 
-    def _train_log_prob(self, params, x, rng):
+    def training_log_density(self, params, x, rng):
         """The training objective of one step: log p_k(x) for ONE mask set k drawn uniformly from ``rng``.
 
         The MADE paper's order-agnostic (and connectivity-agnostic) training resamples the masks for every
@@ -252,9 +256,8 @@ class OrderAgnosticMADE(Flow):
         x = onp.zeros((n, self.dim), dtype=self.dtype)
         with self._counting_passes():
             for j in onp.unique(k):
-                x[k == j] = self.made_layer.forward(params[-1], z[k == j], int(j))[0]
-            for layer, p in zip(reversed(self.layers[:-1]), reversed(params[:-1])):
-                x = layer.forward(p, x)[0]
+                x[k == j] = self.run("forward", [params[-1]], z[k == j], layers=[self.made_layer.made_layers[j]])[0]
+            x = self.run("forward", params[:-1], x, layers=self.layers[:-1])[0]
         return warn_if_not_finite(x, "sample", "the base draws z")
 
     def _not_a_bijection(self, *args, **kwargs):
@@ -264,3 +267,6 @@ class OrderAgnosticMADE(Flow):
             "flow.made_layer.inverse(flow.params[-1], x, k)")
 
     inverse = forward = trace_inverse = trace_forward = _not_a_bijection
+
+
+register_flow_classes(OrderAgnosticMADE)

@@ -15,9 +15,15 @@ Standardize layer's shift and scale are structure, not parameters: they stay on 
 
 After every public call, ``flow.passes`` holds the number of conditioner (MADE or coupling network)
 evaluations it made, and ``flow.passes_per_layer`` the same per layer: for a K-layer MAF in D dimensions
-``log_prob`` makes K passes and ``sample`` K * D; for an IAF it is the other way round. (The K * D passes of
-MAF sampling and IAF density evaluation are sequential steps of the degree-sliced solver when nothing is
-differentiated, :func:`maf_numpy.made.solve_sliced`: D steps per layer, about one pass of arithmetic.)
+``log_prob`` makes K passes and ``sample`` K * D; for an IAF it is the other way round. (With ``fast=True``,
+the K * D passes of MAF sampling and IAF density evaluation are sequential steps of the degree-sliced solver
+when nothing is differentiated, :func:`maf_numpy.fast.solver.solve_sliced`: D steps per layer, about one pass
+of arithmetic.)
+
+Reference and fast paths. Every flow takes ``fast=True`` (the default) and exposes ``flow.fast``. With
+``fast=False`` every computation runs the readable reference methods of :mod:`maf_numpy.transforms` and
+:mod:`maf_numpy.made`, layer by layer, in :meth:`Flow.run`; with True, :meth:`Flow.run` asks
+:func:`maf_numpy.fast.select` for kernels that compute the same numbers faster (tested equal).
 
 Batch normalisation. ``MAF``, ``IAF`` and ``RealNVP`` take ``batch_norm=False``; with True a
 :class:`~maf_numpy.transforms.BatchNorm` layer sits between consecutive MADE or coupling layers (after every
@@ -31,6 +37,7 @@ Floating-point type. Every flow takes ``dtype="float64"`` (the default) or ``"fl
 masks and Standardize statistics are created in that type, the public methods cast their input array to it,
 and everything inside (log-dets, log N(z; 0, I), gradients, Adam's state in ``fit``) stays in it. float32
 makes a training step 1.4-2x faster (``benchmarks/train_step.py``) at about 1e-6 relative precision.
+Conditional flows p(x | y) are in :mod:`maf_numpy.conditional`.
 
 References
 ----------
@@ -40,70 +47,36 @@ G. Papamakarios, T. Pavlakou, I. Murray. Masked Autoregressive Flow for Density 
 import contextlib
 
 import autograd.numpy as np
-import numpy as onp
 from autograd.misc import flatten
-from autograd.tracer import getval, isbox
+from autograd.tracer import isbox
 
-from . import masks as _masks
-from . import transforms as _transforms
-from .transforms import AffineCoupling, BatchNorm, IAFLayer, MAFLayer, Standardize
+from . import fast
+from .building import (
+    check_alpha_clamp,
+    check_common,
+    layer_orders,
+    optional_config,
+    standardize_layers,
+    with_batch_norm,
+)
+from .densities import LOG_2PI, logsumexp, standard_normal_log_prob
+from .masks import HIDDEN_DEGREE_MODES, make_order
+from .npz import register_flow_classes, save_flow
+from .train import fit
+from .transforms import AffineCoupling, BatchNorm, IAFLayer, MAFLayer, apply_layer
 from .validation import (
     as_generator,
     check_bool,
     check_choice,
+    check_context,
     check_data,
-    check_dtype,
-    check_hidden,
     check_params,
-    check_positive_float,
     check_positive_int,
     warn_if_not_finite,
 )
 
-__all__ = ["standard_normal_log_prob", "Flow", "MADE", "MAF", "IAF", "RealNVP", "ConditionalMADE", "ConditionalMAF",
-           "layer_orders", "check_context", "logsumexp"]
-
-LOG_2PI = float(np.log(2 * np.pi))
-ACTIVATION_NAMES = ("relu", "tanh")
-LAYER_ORDERS = ("alternate", "random", "sequential", "reversed")
-
-
-def standard_normal_log_prob(z):
-    """log N(z; 0, I) = -|z|^2 / 2 - (D/2) log(2 pi), for z of shape (n, D); returns shape (n,)."""
-    return -0.5 * np.sum(z**2, axis=-1) - 0.5 * z.shape[-1] * LOG_2PI
-
-
-def layer_orders(D, num_layers, orders="alternate", rng=None):
-    """Orderings of the K autoregressive layers of a MAF or IAF.
-
-    Parameters
-    ----------
-    D, num_layers : int
-    orders : {"alternate", "random", "sequential", "reversed"} or list of K permutations
-        ``"alternate"`` (the default, as in the MAF paper's code) reverses the ordering between
-        consecutive layers: sequential, reversed, sequential, ...; ``"random"`` draws one permutation per
-        layer; ``"sequential"``/``"reversed"`` use the same ordering in every layer.
-    rng : numpy.random.Generator
-
-    Returns
-    -------
-    list of ndarray of int, each a permutation of range(D)
-    """
-    if isinstance(orders, str):
-        check_choice(orders, LAYER_ORDERS, "orders")
-        if orders == "alternate":
-            return [_masks.make_order(D, ("sequential", "reversed")[k % 2]) for k in range(num_layers)]
-        return [_masks.make_order(D, orders, rng) for _ in range(num_layers)]
-    if not isinstance(orders, (list, tuple)) or len(orders) != num_layers:
-        raise ValueError(f"orders must be one of {LAYER_ORDERS} or a list of {num_layers} permutations "
-                         f"of range({D}), got {orders!r}")
-    permutations = []
-    for k, order in enumerate(orders):
-        try:
-            permutations.append(_masks.make_order(D, order))
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"orders[{k}] must be a permutation of range({D}), got {order!r}") from error
-    return permutations
+__all__ = ["standard_normal_log_prob", "logsumexp", "LOG_2PI", "layer_orders", "Flow", "AutoregressiveFlow",
+           "MADE", "MAF", "IAF", "RealNVP"]
 
 
 class Flow:
@@ -112,37 +85,62 @@ class Flow:
     Subclasses (:class:`MADE`, :class:`MAF`, :class:`IAF`, :class:`RealNVP`) only build the layers.
     """
 
-    def __init__(self, dim, layers, rng, config, dtype="float64"):
+    def __init__(self, dim, layers, rng, config, dtype="float64", fast=True):
         self.dim = dim
         self.dtype = np.dtype(dtype)
         self.layers = layers
-        self.params = [layer.init_params(rng) for layer in layers]
+        self.params = [layer.init_params(as_generator(rng)) for layer in layers]
         self.config = config
         self.context_dim = config.get("context_dim", 0)  # C > 0 for the conditional flows (MAF paper §3.4)
+        self.fast = fast
         self.passes = 0
         self.passes_per_layer = [0] * len(layers)
 
+    @property
+    def fast(self):
+        """Whether kernels of :mod:`maf_numpy.fast` may replace the reference layer methods (True by default).
+
+        They are tested equal to the reference; False runs the readable code of :mod:`maf_numpy.made` and
+        :mod:`maf_numpy.transforms` everywhere (log_prob, sample, inverse, forward, gradients, ``fit`` and its
+        Adam), to read it, step through it in a debugger, or time what the paper's algorithm costs as written.
+        """
+        return self._fast
+
+    @fast.setter
+    def fast(self, value):
+        self._fast = check_bool(value, "fast")
+
     # --- pure functions of (params, input): what autograd differentiates ---------------------------
-    # y is the context (n, C) of a conditional flow (None otherwise); only conditional layers receive it.
-    def _inverse(self, params, x, y=None):
-        if y is None and _transforms._fusable_chain(self.layers, params):
-            # the same loop as below, run as one autograd node with a hand-written backward pass (speed)
-            return _transforms._normalise_chain(self.layers, params, x, self.dtype)
-        log_det = np.zeros(x.shape[0], dtype=self.dtype)
-        for layer, p in zip(self.layers, params):
-            x, log_det_layer = _apply(layer, "inverse", p, x, y)
-            log_det = log_det + log_det_layer
-        return x, log_det
+    def run(self, direction, params, v, y=None, layers=None):
+        """Push v through every layer: ``"inverse"`` (x -> z, normalising) in list order, ``"forward"`` (z -> x,
+        generative) in reverse order. Returns (output, log_det) with the log-dets of the layers summed (MAF §2.2:
+        the log-det of a composition is the sum of the layers' log-dets).
 
-    def _forward(self, params, z, y=None):
-        log_det = np.zeros(z.shape[0], dtype=self.dtype)
-        for layer, p in zip(reversed(self.layers), reversed(params)):
-            z, log_det_layer = _apply(layer, "forward", p, z, y)
+        A pure function of (params, v), of shapes (n, D) and (n,); ``y`` is the context (n, C) of a conditional
+        flow (only conditional layers receive it); ``layers`` a list of layers to run instead of
+        ``self.layers``, with ``params`` their parameters. The one place where, when ``self.fast`` is on, a
+        kernel of :mod:`maf_numpy.fast` may do the work instead (:func:`maf_numpy.fast.select`); with
+        ``fast=False``, exactly the loop below runs.
+        """
+        layers = self.layers if layers is None else layers
+        kernel = fast.select(layers, direction, params, v, y) if self.fast else None
+        if kernel is not None:
+            return kernel(layers, params, v, y)
+        pairs = list(zip(layers, params))
+        if direction == "forward":
+            pairs = pairs[::-1]
+        log_det = np.zeros(v.shape[0], dtype=self.dtype)
+        for layer, p in pairs:
+            v, log_det_layer = apply_layer(layer, direction, p, v, y)
             log_det = log_det + log_det_layer
-        return z, log_det
+        return v, log_det
 
-    def _log_prob(self, params, x, y=None):
-        z, log_det = self._inverse(params, x, y)
+    def log_density(self, params, x, y=None):
+        """log p(x) = log p_base(z) + log|det dz/dx|, (z, log|det dz/dx|) = inverse(x) (MAF §2.2), shape (n,).
+
+        The pure function behind :meth:`log_prob` (no checks, no pass counting): what ``fit`` differentiates.
+        """
+        z, log_det = self.run("inverse", params, x, y)
         return self._base_log_prob(params, z, y) + log_det
 
     # --- the base density: N(0, I) here; a flow with another base (maf_numpy.mog) overrides these two ---
@@ -205,7 +203,7 @@ class Flow:
         y = self._context(y, x.shape[0])
         params = self._params(params)
         with self._counting_passes():
-            z, log_det = self._inverse(params, x, y)
+            z, log_det = self.run("inverse", params, x, y)
         warn_if_not_finite(log_det, "log|det dz/dx|")
         return warn_if_not_finite(z, "z"), log_det
 
@@ -214,7 +212,7 @@ class Flow:
         y = self._context(y, z.shape[0])
         params = self._params(params)
         with self._counting_passes():
-            x, log_det = self._forward(params, z, y)
+            x, log_det = self.run("forward", params, z, y)
         warn_if_not_finite(log_det, "log|det dx/dz|", "z")
         return warn_if_not_finite(x, "x", "z"), log_det
 
@@ -223,7 +221,7 @@ class Flow:
         y = self._context(y, x.shape[0])
         params = self._params(params)
         with self._counting_passes():
-            log_prob = self._log_prob(params, x, y)
+            log_prob = self.log_density(params, x, y)
         # x is finite (checked above), so a NaN can only come from float64 overflow inside the flow (inf - inf,
         # inf * 0) far from the data, where the density underflows: report it as -inf; the warning says so.
         log_prob = np.where(np.isnan(log_prob), -np.inf, log_prob)
@@ -235,7 +233,7 @@ class Flow:
         rng = as_generator(rng)
         params = self._params(params)
         with self._counting_passes():
-            x = self._forward(params, self._base_sample(params, n, rng, y), y)[0]
+            x = self.run("forward", params, self._base_sample(params, n, rng, y), y)[0]
         return warn_if_not_finite(x, "sample", "the base draws z")
 
     def _last_layer_outputs(self, x, y, params, outputs):
@@ -246,7 +244,7 @@ class Flow:
         params = self._params(params)
         with self._counting_passes():
             for layer, p in zip(self.layers[:-1], params[:-1]):
-                x, _ = _apply(layer, "inverse", p, x, y)
+                x, _ = apply_layer(layer, "inverse", p, x, y)
             return outputs(params[-1], x, y)
 
     def _context(self, y, n):
@@ -281,7 +279,7 @@ class Flow:
         trace = {"values": [v], "log_dets": [], "passes": [], "layers": []}
         for layer, p in pairs:
             layer.calls = 0
-            v, log_det = _apply(layer, direction, p, v, y)
+            v, log_det = apply_layer(layer, direction, p, v, y)
             trace["values"].append(v)
             trace["log_dets"].append(log_det)
             trace["passes"].append(layer.calls)
@@ -336,7 +334,7 @@ class Flow:
             for layer, p in zip(self.layers[:last + 1], params):
                 if isinstance(layer, BatchNorm):
                     layer.set_statistics(x)
-                x = np.concatenate([_apply(layer, "inverse", p, x[start:start + batch],
+                x = np.concatenate([apply_layer(layer, "inverse", p, x[start:start + batch],
                                            None if y is None else y[start:start + batch])[0]
                                     for start in range(0, x.shape[0], batch)])
         finally:
@@ -350,119 +348,40 @@ class Flow:
 
     def fit(self, x_train, x_val=None, **options):
         """Fit by maximum likelihood with minibatch Adam; see :func:`maf_numpy.train.fit`."""
-        from .train import fit
-
         return fit(self, x_train, x_val, **options)
 
     def save(self, path):
         """Save to ``path`` (.npz, no pickle); :func:`maf_numpy.load` reads it back bit for bit."""
-        from .io import save
-
-        save(self, path)
+        save_flow(self, path)
 
     def __repr__(self):
         arguments = ", ".join(f"{key}={value!r}" for key, value in self.config.items())
-        return f"{type(self).__name__}({arguments})"
+        return f"{type(self).__name__}({arguments}{'' if self.fast else ', fast=False'})"
 
 
-def logsumexp(a, axis=-1, keepdims=False):
-    """log sum exp(a) along ``axis``, as m + log sum exp(a - m) with m the largest entry (DESIGN §5: nothing large
-    is exponentiated). m is a constant for autograd, so the gradient is exactly the softmax of a. A slice that
-    is all -inf gives -inf. Any shape; the axis is removed unless ``keepdims``."""
-    m = onp.max(getval(a), axis=axis, keepdims=True)
-    m = onp.where(onp.isfinite(m), m, 0.0).astype(getval(a).dtype)
-    with onp.errstate(divide="ignore"):  # log 0 = -inf for an all -inf slice: the intended answer
-        out = np.log(np.sum(np.exp(a - m), axis=axis, keepdims=True)) + m
-    return out if keepdims else np.squeeze(out, axis=axis)
-
-
-def _apply(layer, direction, params, v, y):
-    """``layer.inverse(params, v)`` or ``layer.forward(params, v)``; a conditional layer also gets y."""
-    if getattr(layer, "context_dim", 0):
-        return getattr(layer, direction)(params, v, y)
-    return getattr(layer, direction)(params, v)
-
-
-def check_context(y, C, n, name="y"):
-    """A context of a conditional flow: a finite float array of shape (n, C), or (C,) used for every row.
-
-    Returns an array of shape (n, C).
-    """
-    value = getval(y)
-    if isinstance(value, np.ndarray) and value.ndim == 1 and value.shape == (C,):
-        y = np.broadcast_to(y, (n, C)) if not isbox(y) else np.ones((n, 1)) * y
-    elif y is None:
-        raise TypeError(f"{name} must be the context: a float array of shape ({n}, {C}) or ({C},), got None")
-    check_data(y, C, name)
-    if getval(y).shape[0] != n:
-        raise ValueError(f"{name} must have one row per point ({n}) or shape ({C},), got shape {getval(y).shape}")
-    return y
-
-
-def _check_alpha_clamp(alpha_clamp):
-    return None if alpha_clamp is None else check_positive_float(alpha_clamp, "alpha_clamp")
-
-
-def _check_common(dim, num_layers, hidden, activation, dtype):
-    dim = check_positive_int(dim, "dim")
-    num_layers = check_positive_int(num_layers, "num_layers")
-    hidden = check_hidden(hidden)
-    check_choice(activation, ACTIVATION_NAMES, "activation")
-    return dim, num_layers, hidden, check_dtype(dtype)
-
-
-def _standardize_layers(dim, standardize, dtype):
-    return [Standardize(dim, dtype)] if check_bool(standardize, "standardize") else []
-
-
-def _between(layers, batch_norm, dim, dtype):
-    """``layers`` with a BatchNorm after each but the last when ``batch_norm`` (MAF paper §4.1).
-
-    (The authors' code, gpapamak/maf ``ml/models/mafs.py``, appends one after the last MADE too; here the
-    last layer next to the base keeps its own shift and scale only.)
-    """
-    if not check_bool(batch_norm, "batch_norm"):
-        return layers
-    with_norms = []
-    for layer in layers[:-1]:
-        with_norms += [layer, BatchNorm(dim, dtype=dtype)]
-    return with_norms + layers[-1:]
-
-
-def _optional_config(batch_norm=False, alpha_clamp=None, context_dim=0):
-    """The options a flow records in its configuration only when they differ from their defaults, so that the
-    configuration (and repr, and the files) of every other flow stays what it was before the option existed."""
-    options = {"batch_norm": True} if batch_norm else {}
-    if alpha_clamp is not None:
-        options["alpha_clamp"] = alpha_clamp
-    if context_dim:
-        options["context_dim"] = context_dim
-    return options
-
-
-class _AutoregressiveFlow(Flow):
+class AutoregressiveFlow(Flow):
     layer_class = None
 
     def __init__(self, dim, num_layers=5, hidden=(64, 64), orders="alternate", hidden_degrees="sequential",
                  activation="relu", standardize=True, rng=None, dtype="float64", batch_norm=False,
-                 alpha_clamp=None, context_dim=0):
-        dim, num_layers, hidden, dtype = _check_common(dim, num_layers, hidden, activation, dtype)
-        check_choice(hidden_degrees, _masks.HIDDEN_DEGREE_MODES, "hidden_degrees")
-        alpha_clamp = _check_alpha_clamp(alpha_clamp)
+                 alpha_clamp=None, context_dim=0, fast=True):
+        dim, num_layers, hidden, dtype = check_common(dim, num_layers, hidden, activation, dtype)
+        check_choice(hidden_degrees, HIDDEN_DEGREE_MODES, "hidden_degrees")
+        alpha_clamp = check_alpha_clamp(alpha_clamp)
         rng = as_generator(rng)
         order_list = layer_orders(dim, num_layers, orders, rng)
-        layers = _standardize_layers(dim, standardize, dtype) + _between([
+        layers = standardize_layers(dim, standardize, dtype) + with_batch_norm([
             self.layer_class(dim, hidden, order, hidden_degrees, activation, rng, dtype=dtype,
                              context_dim=context_dim, alpha_clamp=alpha_clamp) for order in order_list
         ], batch_norm, dim, dtype)
         config = {"dim": dim, "num_layers": num_layers, "hidden": hidden,
                   "orders": [order.tolist() for order in order_list], "hidden_degrees": hidden_degrees,
                   "activation": activation, "standardize": standardize, "dtype": dtype,
-                  **_optional_config(batch_norm, alpha_clamp, context_dim)}
-        super().__init__(dim, layers, rng, config, dtype)
+                  **optional_config(batch_norm, alpha_clamp, context_dim)}
+        super().__init__(dim, layers, rng, config, dtype, fast)
 
 
-class MAF(_AutoregressiveFlow):
+class MAF(AutoregressiveFlow):
     """Masked Autoregressive Flow: K MAF layers (MAF paper §3.1), orderings reversed between layers.
 
     ``log_prob`` and ``inverse`` take one MADE pass per layer; ``sample`` and ``forward`` take D.
@@ -493,12 +412,15 @@ class MAF(_AutoregressiveFlow):
         None (the default): the paper's unconstrained scale exp(alpha). A number c > 0: every layer uses
         ``c * tanh(alpha / c)`` instead (:func:`maf_numpy.transforms.soft_clamp`), so no layer scales a
         coordinate by more than exp(c): a stabiliser, not part of the paper.
+    fast : bool
+        True (the default): kernels of :mod:`maf_numpy.fast`, tested equal to the reference, may do the work;
+        False: the readable reference code runs everywhere (see :attr:`Flow.fast`).
     """
 
     layer_class = MAFLayer
 
 
-class IAF(_AutoregressiveFlow):
+class IAF(AutoregressiveFlow):
     """Inverse Autoregressive Flow: K IAF layers (MAF paper §3.2; Kingma et al. 2016).
 
     ``sample`` and ``forward`` take one MADE pass per layer, and :meth:`sample_and_log_prob` also gives
@@ -523,7 +445,7 @@ class IAF(_AutoregressiveFlow):
         params = self._params(params)
         z = self._cast(rng.standard_normal((n, self.dim)))
         with self._counting_passes():
-            x, log_det = self._forward(params, z)
+            x, log_det = self.run("forward", params, z)
         return x, standard_normal_log_prob(z) - log_det
 
 
@@ -536,18 +458,18 @@ class RealNVP(Flow):
     """
 
     def __init__(self, dim, num_layers=5, hidden=(64, 64), activation="relu", standardize=True, rng=None,
-                 dtype="float64", batch_norm=False):
-        dim, num_layers, hidden, dtype = _check_common(dim, num_layers, hidden, activation, dtype)
+                 dtype="float64", batch_norm=False, fast=True):
+        dim, num_layers, hidden, dtype = check_common(dim, num_layers, hidden, activation, dtype)
         if dim < 2:
             raise ValueError(f"dim must be at least 2 for RealNVP (a coupling layer splits x in two), got {dim}")
         rng = as_generator(rng)
-        layers = _standardize_layers(dim, standardize, dtype) + _between([
+        layers = standardize_layers(dim, standardize, dtype) + with_batch_norm([
             AffineCoupling(dim, hidden, flip=bool(k % 2), activation=activation, dtype=dtype)
             for k in range(num_layers)
         ], batch_norm, dim, dtype)
         config = {"dim": dim, "num_layers": num_layers, "hidden": hidden, "activation": activation,
-                  "standardize": standardize, "dtype": dtype, **_optional_config(batch_norm)}
-        super().__init__(dim, layers, rng, config, dtype)
+                  "standardize": standardize, "dtype": dtype, **optional_config(batch_norm)}
+        super().__init__(dim, layers, rng, config, dtype, fast)
 
 
 class MADE(Flow):
@@ -568,6 +490,8 @@ class MADE(Flow):
     dtype : {"float64", "float32"}
     alpha_clamp : float or None
         Optional soft clamp of the log-scales (see :class:`MAF`); None is the paper's form.
+    fast : bool
+        Whether kernels of :mod:`maf_numpy.fast` may run (see :attr:`Flow.fast`).
 
     Attributes
     ----------
@@ -576,20 +500,21 @@ class MADE(Flow):
     """
 
     def __init__(self, dim, hidden=(64, 64), order="sequential", hidden_degrees="sequential",
-                 activation="relu", standardize=True, rng=None, dtype="float64", alpha_clamp=None, context_dim=0):
-        dim, _, hidden, dtype = _check_common(dim, 1, hidden, activation, dtype)
-        check_choice(hidden_degrees, _masks.HIDDEN_DEGREE_MODES, "hidden_degrees")
-        alpha_clamp = _check_alpha_clamp(alpha_clamp)
+                 activation="relu", standardize=True, rng=None, dtype="float64", alpha_clamp=None, context_dim=0,
+                 fast=True):
+        dim, _, hidden, dtype = check_common(dim, 1, hidden, activation, dtype)
+        check_choice(hidden_degrees, HIDDEN_DEGREE_MODES, "hidden_degrees")
+        alpha_clamp = check_alpha_clamp(alpha_clamp)
         rng = as_generator(rng)
-        made_order = _masks.make_order(dim, order, rng)
-        layers = _standardize_layers(dim, standardize, dtype) + [
+        made_order = make_order(dim, order, rng)
+        layers = standardize_layers(dim, standardize, dtype) + [
             MAFLayer(dim, hidden, made_order, hidden_degrees, activation, rng, dtype=dtype, context_dim=context_dim,
                      alpha_clamp=alpha_clamp)
         ]
         config = {"dim": dim, "hidden": hidden, "order": made_order.tolist(), "hidden_degrees": hidden_degrees,
                   "activation": activation, "standardize": standardize, "dtype": dtype,
-                  **_optional_config(alpha_clamp=alpha_clamp, context_dim=context_dim)}
-        super().__init__(dim, layers, rng, config, dtype)
+                  **optional_config(alpha_clamp=alpha_clamp, context_dim=context_dim)}
+        super().__init__(dim, layers, rng, config, dtype, fast)
 
     @property
     def made_layer(self):
@@ -613,120 +538,4 @@ class MADE(Flow):
         return self._last_layer_outputs(x, y, params, self.made_layer.conditioner)
 
 
-# ---------------------------------------------------------------------------------------------------
-# Conditional flows p(x | y) (MAF paper §3.4).
-# ---------------------------------------------------------------------------------------------------
-class _Conditional:
-    """The public methods of a conditional flow p(x | y): every one takes the context y (MAF paper §3.4).
-
-    Each MADE reads ``[x, y]``: the C context inputs have degree 0, so every hidden unit may read them, and
-    hidden units start at degree 0 (units that read only y). Output 1 sees exactly those units, so even the
-    first variable's density depends on y; with hidden degrees from 1, as in a plain MADE, p(x_1 | y) would
-    silently ignore y (``tests/test_conditional.py`` guards against that). The base stays N(0, I).
-
-    ``y`` is a float array of shape (n, C), one context per point, or (C,) for the same context on every
-    point; a one-hot label gives a class-conditional model, and :meth:`class_log_posterior` turns it into a
-    Bayes-rule classifier.
-    """
-
-    def log_prob(self, x, y, params=None):
-        """log p(x | y) = log N(z; 0, I) + log|det dz/dx|, z = inverse(x; y) (MAF §3.4); shape (n,)."""
-        return self._public_log_prob(x, y, params)
-
-    def inverse(self, x, y, params=None):
-        """Normalise, x -> z, given y. Returns (z, log|det dz/dx|) of shapes (n, D) and (n,)."""
-        return self._public_inverse(x, y, params)
-
-    def forward(self, z, y, params=None):
-        """Generate, z -> x, given y. Returns (x, log|det dx/dz|) of shapes (n, D) and (n,)."""
-        return self._public_forward(z, y, params)
-
-    def sample(self, n, y, rng=None, params=None):
-        """Draw n points from p(x | y): z ~ N(0, I), x = forward(z; y); y of shape (n, C) or (C,)."""
-        return self._public_sample(n, y, rng, params)
-
-    def trace_inverse(self, x, y, params=None):
-        """Like :meth:`Flow.trace_inverse`, given the context y."""
-        x = self._cast(check_data(x, self.dim, "x"))
-        return self._trace(x, self._params(params), "inverse", self._context(y, x.shape[0]))
-
-    def trace_forward(self, z, y, params=None):
-        """Like :meth:`Flow.trace_forward`, given the context y."""
-        z = self._cast(check_data(z, self.dim, "z"))
-        return self._trace(z, self._params(params), "forward", self._context(y, z.shape[0]))
-
-    def fit(self, x_train, y_train, x_val=None, y_val=None, **options):
-        """Fit p(x | y) by maximum likelihood: :func:`maf_numpy.train.fit` with ``y_train``/``y_val``."""
-        from .train import fit
-
-        return fit(self, x_train, x_val, y_train=y_train, y_val=y_val, **options)
-
-    def class_log_posterior(self, x, log_prior=None, params=None):
-        """Bayes' rule for a class-conditional model whose context is a one-hot label of C classes.
-
-            log p(c | x) = log p(x | e_c) + log p(c) - logsumexp_c' (log p(x | e_c') + log p(c'))
-
-        Parameters
-        ----------
-        x : ndarray of shape (n, D)
-        log_prior : ndarray of shape (C,) or None
-            log p(c); None for equal priors.
-        params : pytree or None
-
-        Returns
-        -------
-        ndarray of shape (n, C): each row a normalised log-posterior over the C classes (C log p(x | y)
-        evaluations, one per class).
-        """
-        C = self.context_dim
-        if log_prior is None:
-            log_prior = np.full(C, -np.log(C))
-        else:
-            log_prior = np.asarray(log_prior, dtype=float)
-            if log_prior.shape != (C,) or not np.all(np.isfinite(log_prior)):
-                raise ValueError(f"log_prior must be a finite array of shape ({C},), got {log_prior!r}")
-        x = self._cast(check_data(x, self.dim, "x"))
-        eye = np.eye(C, dtype=self.dtype)
-        scores = np.stack([self.log_prob(x, eye[c], params) for c in range(C)], axis=1) + log_prior
-        return scores - logsumexp(scores, axis=1, keepdims=True)
-
-    def predict(self, x, log_prior=None, params=None):
-        """The most probable class under :meth:`class_log_posterior`; int array of shape (n,)."""
-        return np.argmax(self.class_log_posterior(x, log_prior, params), axis=1)
-
-
-def _check_context_dim(context_dim):
-    return check_positive_int(context_dim, "context_dim")
-
-
-class ConditionalMADE(_Conditional, MADE):
-    """A Gaussian MADE of p(x | y): ``MADE`` whose network also reads a context y of C numbers (MAF §3.4).
-
-    ``ConditionalMADE(dim, context_dim, hidden=(64, 64), ...)``; the other arguments are :class:`MADE`'s.
-    ``conditionals(x, y)`` gives (mu, alpha) of the Gaussian conditionals. See :class:`_Conditional` for
-    how the context enters and the methods.
-    """
-
-    def __init__(self, dim, context_dim, hidden=(64, 64), order="sequential", hidden_degrees="sequential",
-                 activation="relu", standardize=True, rng=None, dtype="float64", alpha_clamp=None):
-        super().__init__(dim, hidden, order, hidden_degrees, activation, standardize, rng, dtype, alpha_clamp,
-                         _check_context_dim(context_dim))
-
-    def conditionals(self, x, y, params=None):
-        """(mu, alpha) of the Gaussian conditionals of p(x | y) at x, each (n, D) (MAF §3.1, §3.4)."""
-        return self._conditionals(x, y, params)
-
-
-class ConditionalMAF(_Conditional, MAF):
-    """A MAF of p(x | y): every MADE also reads the context y of C numbers (MAF paper §3.4).
-
-    ``ConditionalMAF(dim, context_dim, num_layers=5, hidden=(64, 64), ...)``; the other arguments are
-    :class:`MAF`'s. One pass per layer for ``log_prob(x, y)``, D for ``sample(n, y)``, as for a MAF.
-    See :class:`_Conditional` for how the context enters and the methods.
-    """
-
-    def __init__(self, dim, context_dim, num_layers=5, hidden=(64, 64), orders="alternate",
-                 hidden_degrees="sequential", activation="relu", standardize=True, rng=None, dtype="float64",
-                 batch_norm=False, alpha_clamp=None):
-        super().__init__(dim, num_layers, hidden, orders, hidden_degrees, activation, standardize, rng, dtype,
-                         batch_norm=batch_norm, alpha_clamp=alpha_clamp, context_dim=_check_context_dim(context_dim))
+register_flow_classes(MADE, MAF, IAF, RealNVP)

@@ -13,7 +13,7 @@ output mask's column i, repeated C times, so all C components of p(x_i | ...) se
 
     log p(x) = sum_i logsumexp_c (log w_ic + log N(x_i | mu_ic, exp(alpha_ic)^2))
 
-is computed with log-sum-exp (DESIGN §5): only differences from the largest term are exponentiated.
+is computed with log-sum-exp: only differences from the largest term are exponentiated.
 Sampling takes D sequential passes in degree order: pass k picks a component for the coordinate of degree
 k from its weights, then draws that component's Gaussian.
 
@@ -46,19 +46,13 @@ import autograd.numpy as np
 import numpy as onp
 from autograd.tracer import getval
 
-from . import masks as _masks
-from .flows import (
-    LOG_2PI,
-    Flow,
-    _check_common,
-    _check_context_dim,
-    _Conditional,
-    _optional_config,
-    _standardize_layers,
-    layer_orders,
-    logsumexp,
-)
+from .building import check_common, check_context_dim, layer_orders, optional_config, standardize_layers
+from .conditional import ConditionalMixin
+from .densities import LOG_2PI, logsumexp
+from .flows import Flow
 from .made import ACTIVATIONS, MADENetwork, init_made_params, masked_dense
+from .masks import HIDDEN_DEGREE_MODES, make_order
+from .npz import register_flow_classes
 from .transforms import MADELayerBase, MAFLayer, solve_autoregressive
 from .validation import as_generator, check_choice, check_positive_int
 
@@ -213,9 +207,6 @@ class MADEMoGNetwork(MADENetwork):
         self.calls += 1
         return mog_apply(params, self.inputs(x, y), self.masks, self.head_mask, self.C, self.activation)
 
-    def solve(self, params, u, combine, y=None):
-        raise NotImplementedError("a MADE MoG is not an affine layer: sample it with MADEMoGBase.sample")
-
     def __repr__(self):
         return f"MADEMoGNetwork(D={self.D}, hidden={self.hidden}, components={self.C}, order={self.order.tolist()})"
 
@@ -339,19 +330,19 @@ class MADEMoG(_MixtureBase, Flow):
     """
 
     def __init__(self, dim, hidden=(64, 64), components=10, order="sequential", hidden_degrees="sequential",
-                 activation="relu", standardize=True, rng=None, dtype="float64"):
-        dim, _, hidden, dtype = _check_common(dim, 1, hidden, activation, dtype)
+                 activation="relu", standardize=True, rng=None, dtype="float64", fast=True):
+        dim, _, hidden, dtype = check_common(dim, 1, hidden, activation, dtype)
         components = _check_components(components)
-        check_choice(hidden_degrees, _masks.HIDDEN_DEGREE_MODES, "hidden_degrees")
+        check_choice(hidden_degrees, HIDDEN_DEGREE_MODES, "hidden_degrees")
         rng = as_generator(rng)
-        made_order = _masks.make_order(dim, order, rng)
-        layers = _standardize_layers(dim, standardize, dtype) + [
+        made_order = make_order(dim, order, rng)
+        layers = standardize_layers(dim, standardize, dtype) + [
             MADEMoGBase(dim, hidden, components, made_order, hidden_degrees, activation, rng, dtype=dtype)
         ]
         config = {"dim": dim, "hidden": hidden, "components": components, "order": made_order.tolist(),
                   "hidden_degrees": hidden_degrees, "activation": activation, "standardize": standardize,
                   "dtype": dtype}
-        super().__init__(dim, layers, rng, config, dtype)
+        super().__init__(dim, layers, rng, config, dtype, fast)
 
     @property
     def degrees(self):
@@ -388,13 +379,13 @@ class MAFMoG(_MixtureBase, Flow):
 
     def __init__(self, dim, num_layers=5, hidden=(64, 64), components=10, orders="alternate",
                  hidden_degrees="sequential", activation="relu", standardize=True, rng=None, dtype="float64",
-                 context_dim=0):
-        dim, num_layers, hidden, dtype = _check_common(dim, num_layers, hidden, activation, dtype)
+                 context_dim=0, fast=True):
+        dim, num_layers, hidden, dtype = check_common(dim, num_layers, hidden, activation, dtype)
         components = _check_components(components)
-        check_choice(hidden_degrees, _masks.HIDDEN_DEGREE_MODES, "hidden_degrees")
+        check_choice(hidden_degrees, HIDDEN_DEGREE_MODES, "hidden_degrees")
         rng = as_generator(rng)
         order_list = layer_orders(dim, num_layers + 1, orders, rng)  # the base is one more autoregressive layer
-        layers = _standardize_layers(dim, standardize, dtype) + [
+        layers = standardize_layers(dim, standardize, dtype) + [
             MAFLayer(dim, hidden, order, hidden_degrees, activation, rng, dtype=dtype, context_dim=context_dim)
             for order in order_list[:-1]
         ] + [MADEMoGBase(dim, hidden, components, order_list[-1], hidden_degrees, activation, rng, dtype=dtype,
@@ -402,11 +393,11 @@ class MAFMoG(_MixtureBase, Flow):
         config = {"dim": dim, "num_layers": num_layers, "hidden": hidden, "components": components,
                   "orders": [order.tolist() for order in order_list], "hidden_degrees": hidden_degrees,
                   "activation": activation, "standardize": standardize, "dtype": dtype,
-                  **_optional_config(context_dim=context_dim)}
-        super().__init__(dim, layers, rng, config, dtype)
+                  **optional_config(context_dim=context_dim)}
+        super().__init__(dim, layers, rng, config, dtype, fast)
 
 
-class ConditionalMAFMoG(_Conditional, MAFMoG):
+class ConditionalMAFMoG(ConditionalMixin, MAFMoG):
     """A MAF MoG of p(x | y): the K MADEs and the MADE MoG base all read the context y (MAF paper §3.4).
 
     ``ConditionalMAFMoG(dim, context_dim, num_layers=5, hidden=(64, 64), components=10, ...)``; the other
@@ -416,10 +407,14 @@ class ConditionalMAFMoG(_Conditional, MAFMoG):
     """
 
     def __init__(self, dim, context_dim, num_layers=5, hidden=(64, 64), components=10, orders="alternate",
-                 hidden_degrees="sequential", activation="relu", standardize=True, rng=None, dtype="float64"):
+                 hidden_degrees="sequential", activation="relu", standardize=True, rng=None, dtype="float64",
+                 fast=True):
         super().__init__(dim, num_layers, hidden, components, orders, hidden_degrees, activation, standardize, rng,
-                         dtype, context_dim=_check_context_dim(context_dim))
+                         dtype, context_dim=check_context_dim(context_dim), fast=fast)
 
     def conditionals(self, x, y, params=None):
         """(mu, alpha, log_w) of the base's mixture conditionals at z = inverse(x; y), each (n, D, C)."""
         return self._conditionals(x, y, params)
+
+
+register_flow_classes(MADEMoG, MAFMoG, ConditionalMAFMoG)

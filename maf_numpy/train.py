@@ -2,13 +2,20 @@
 
     loss(params) = -(1/n) sum_b log p(x_b; params)        (mean negative log-likelihood, in nats)
 
-The gradient comes from ``autograd.value_and_grad`` of that pure function; Adam (Kingma & Ba 2015,
-Algorithm 1) is written out below, line for line as in ``autograd.misc.optimizers.adam``, because
-``fit`` must also stop early, keep the best parameters and stop cleanly on a non-finite loss, which
-autograd's optimiser cannot do. Lesson: ``lessons/05_training_maf_and_the_paper_figure_1.ipynb``.
+The gradient comes from ``autograd.value_and_grad`` of that pure function (``flow.log_density``); Adam
+(Kingma & Ba 2015, Algorithm 1) is :func:`maf_numpy.optim.adam_step`, five lines, line for line as in
+``autograd.misc.optimizers.adam``, because ``fit`` must also stop early, keep the best parameters and stop
+cleanly on a non-finite loss, which autograd's optimiser cannot do. A flow with ``fast=True`` trains with
+:func:`maf_numpy.fast.adam_step` instead, the same update bit for bit, chunked to stay in cache.
+Lesson: ``lessons/05_training_maf_and_the_paper_figure_1.ipynb``.
+
+``fit`` takes any object with the flow protocol: ``params`` (a pytree), ``dim``, a pure
+``log_density(params, x, y=None)``, and optionally ``dtype``, ``fast``, ``layers`` (a first ``Standardize``
+layer is fitted to the data), ``training_log_density``, ``needs_refresh``/``refresh_state`` (batch norm),
+``context_dim`` and ``config`` with ``layers[k].get_state()`` (for checkpoints).
 
 The loss is written ``sum / n`` rather than ``mean``: autograd's backward pass for ``np.mean`` divides by
-a NumPy integer, which under NumPy 2 silently promotes float32 gradients to float64 (DESIGN §7). A float32
+a NumPy integer, which under NumPy 2 silently promotes float32 gradients to float64. A float32
 flow (``dtype="float32"``) trains in float32 throughout: the data are cast to the flow's dtype, and the
 gradient, Adam's moments and the step size (a Python float) keep it.
 
@@ -22,7 +29,6 @@ it ends bit for bit where an uninterrupted run ends.
 """
 
 import hashlib
-import json
 import os
 import time
 import types
@@ -32,142 +38,12 @@ import autograd.numpy as np
 import numpy as onp
 from autograd import value_and_grad
 
-from . import io as _io
+from . import fast
+from .checkpoint import generator_from_state, read_checkpoint, state_to_json, write_checkpoint
+from .optim import adam_step, flat_vector, plain_unflatten
 from .validation import as_generator, check_bool, check_data, check_positive_float, check_positive_int
 
-__all__ = ["fit", "adam_step", "CHECKPOINT_VERSION"]
-
-CHECKPOINT_VERSION = 1
-# The options that decide the trajectory: a resumed run must use the values the checkpoint was written with.
-RUN_OPTIONS = ("steps", "batch_size", "lr", "val_every", "patience", "val_fraction", "lr_decay", "ema")
-BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
-FINISHED = ("completed", "early_stopped", "diverged")
-
-
-def adam_step(theta, g, m, v, t, lr, b1=0.9, b2=0.999, eps=1e-8):
-    """One Adam update (Kingma & Ba 2015, Algorithm 1) of the flat parameter vector theta::
-
-        m = b1 m + (1 - b1) g,   v = b2 v + (1 - b2) g^2                     (moment estimates)
-        m_hat = m / (1 - b1^t),  v_hat = v / (1 - b2^t)                     (bias corrections)
-        theta = theta - lr m_hat / (sqrt(v_hat) + eps)
-
-    ``_adam_reference`` is that formula in five NumPy lines. This function computes the same
-    operations in the same order (so the same numbers, bit for bit: ``tests/test_fast_paths.py``), chunk by
-    chunk into preallocated arrays: the temporaries of a chunk stay in the CPU cache, where the five-line
-    form streams a dozen full-length temporaries through memory (at 1.8M parameters, 10 ms of a 56 ms
-    training step). The inputs are not modified: a new theta, m and v are returned, as a training state
-    interrupted half-way must stay whole (``fit``).
-
-    Parameters
-    ----------
-    theta, g, m, v : ndarray of shape (P,)
-        Parameters, gradient, first and second moment estimates.
-    t : int
-        Step number, starting at 1 (for the bias correction).
-    lr : float
-
-    Returns
-    -------
-    theta, m, v : ndarray of shape (P,)
-    """
-    arrays = (theta, g, m, v)
-    scalars = (lr, b1, b2, eps)
-    if not (all(type(a) is onp.ndarray and a.ndim == 1 and a.dtype == theta.dtype and a.shape == theta.shape
-                for a in arrays) and theta.dtype in (onp.float32, onp.float64)
-            and all(type(s) in (int, float) for s in scalars) and type(t) is int):
-        return _adam_reference(theta, g, m, v, t, lr, b1, b2, eps)  # e.g. NumPy scalars: their own promotion
-    c1, c2 = 1 - b1**t, 1 - b2**t
-    theta_new, m_new, v_new = onp.empty_like(theta), onp.empty_like(m), onp.empty_like(v)
-    chunk = max(1, min(theta.size, _ADAM_CHUNK_BYTES // theta.itemsize))
-    a, b = onp.empty(chunk, dtype=theta.dtype), onp.empty(chunk, dtype=theta.dtype)
-    for start in range(0, theta.size, chunk):
-        s = slice(start, start + chunk)
-        n = min(chunk, theta.size - start)
-        a_s, b_s, m_s, v_s = a[:n], b[:n], m_new[s], v_new[s]
-        onp.multiply(m[s], b1, out=m_s)  # m = b1 * m + (1 - b1) * g
-        onp.multiply(g[s], 1 - b1, out=a_s)
-        onp.add(m_s, a_s, out=m_s)
-        onp.square(g[s], out=a_s)  # v = b2 * v + (1 - b2) * g**2
-        onp.multiply(a_s, 1 - b2, out=a_s)
-        onp.multiply(v[s], b2, out=v_s)
-        onp.add(v_s, a_s, out=v_s)
-        onp.divide(v_s, c2, out=a_s)  # sqrt(v_hat) + eps
-        onp.sqrt(a_s, out=a_s)
-        onp.add(a_s, eps, out=a_s)
-        onp.divide(m_s, c1, out=b_s)  # lr * m_hat / (sqrt(v_hat) + eps)
-        onp.multiply(b_s, lr, out=b_s)  # (lr * m_hat, as the reference multiplies first)
-        onp.divide(b_s, a_s, out=b_s)
-        onp.subtract(theta[s], b_s, out=theta_new[s])
-    return theta_new, m_new, v_new
-
-
-_ADAM_CHUNK_BYTES = 2**19  # per array, so that a chunk's seven arrays and two temporaries fit in a 2-4 MB cache
-
-
-def _adam_reference(theta, g, m, v, t, lr, b1=0.9, b2=0.999, eps=1e-8):
-    """:func:`adam_step` as the formula reads (the reference it is tested against, bit for bit)."""
-    m = b1 * m + (1 - b1) * g  # first moment
-    v = b2 * v + (1 - b2) * g**2  # second moment
-    m_hat = m / (1 - b1**t)  # bias corrections
-    v_hat = v / (1 - b2**t)
-    return theta - lr * m_hat / (onp.sqrt(v_hat) + eps), m, v
-
-
-def _leaves(tree):
-    """The arrays of a parameter pytree in the order of ``autograd.misc.flatten`` (lists in order, dict keys
-    sorted), raveled."""
-    if isinstance(tree, (list, tuple)):
-        return [leaf for value in tree for leaf in _leaves(value)]
-    if isinstance(tree, dict):
-        return [leaf for key in sorted(tree) for leaf in _leaves(tree[key])]
-    return [onp.ravel(tree)]
-
-
-def plain_unflatten(tree):
-    """A function that cuts a flat vector back into a pytree shaped like ``tree`` (views, no copies).
-
-    The inverse of :func:`flat_vector`, in plain NumPy: ``autograd.misc.flatten``'s own ``unflatten`` is a
-    backward pass through the flattening, dozens of autograd primitives per call (about 1 ms a step for a
-    5-layer MAF, 15% of a small training step). Each leaf keeps its dtype.
-    """
-    if isinstance(tree, (list, tuple)):
-        parts = [plain_unflatten(value) for value in tree]
-        sizes = [size for _, size in parts]
-
-        def unflatten(theta):
-            out, start = [], 0
-            for (function, _), size in zip(parts, sizes):
-                out.append(function(theta[start:start + size]))
-                start += size
-            return type(tree)(out) if isinstance(tree, tuple) else out
-
-        return unflatten, sum(sizes)
-    if isinstance(tree, dict):
-        keys = sorted(tree)
-        parts = {key: plain_unflatten(tree[key]) for key in keys}
-
-        def unflatten(theta):
-            out, start = {}, 0
-            for key in keys:
-                function, size = parts[key]
-                out[key] = function(theta[start:start + size])
-                start += size
-            return out
-
-        return unflatten, sum(size for _, size in parts.values())
-    shape, dtype = onp.shape(tree), onp.asarray(tree).dtype
-    return (lambda theta: theta.reshape(shape).astype(dtype, copy=False)), int(onp.prod(shape, dtype=int))
-
-
-def flat_vector(tree, dtype):
-    """Concatenate a pytree's arrays into one vector of ``dtype``, in ``autograd.misc.flatten``'s order.
-
-    ``flatten`` itself concatenates an empty *float64* array for a layer without parameters (the
-    Standardize layer's ``{}``), which would silently promote a float32 flow's parameters, gradient and
-    Adam state to float64 (DESIGN §7); this keeps them in the flow's dtype, with one copy.
-    """
-    leaves = _leaves(tree)
-    return onp.concatenate(leaves).astype(dtype, copy=False) if leaves else onp.zeros(0, dtype=dtype)
+__all__ = ["fit", "adam_step", "flat_vector", "plain_unflatten"]
 
 
 def _mean_nll(flow, params, x, y=None, batch=4096):
@@ -176,7 +52,7 @@ def _mean_nll(flow, params, x, y=None, batch=4096):
     total = 0.0
     for start in range(0, x.shape[0], batch):
         y_chunk = None if y is None else y[start:start + batch]
-        total -= float(onp.sum(flow._log_prob(params, x[start:start + batch], y_chunk)))
+        total -= float(onp.sum(flow.log_density(params, x[start:start + batch], y_chunk)))
     return total / x.shape[0]
 
 
@@ -273,7 +149,7 @@ def fit(flow, x_train, x_val=None, steps=2000, batch_size=256, lr=1e-3, rng=None
     data and has not been fitted yet, it is fitted to the training points first (to what remains of
     ``x_train`` after the hold-out when ``x_val`` is None).
 
-    The training loss of each step is ``flow._train_log_prob(params, x_batch, rng)`` when the flow defines
+    The training loss of each step is ``flow.training_log_density(params, x_batch, rng)`` when the flow defines
     it (an order-agnostic MADE draws one of its mask sets there from the step's generator), else the
     log-density itself. Flows with batch-normalisation layers (``flow.needs_refresh``) are switched to
     training mode (minibatch statistics) only for the loss and its gradient; before every validation and
@@ -287,10 +163,10 @@ def fit(flow, x_train, x_val=None, steps=2000, batch_size=256, lr=1e-3, rng=None
     checkpoint, checkpoint_every = _check_checkpointing(checkpoint, checkpoint_every, options["val_every"])
     data = _check_context_and_augment(flow, x_train, x_val, y_train, y_val, augment)
     fingerprint = None if checkpoint is None and resume is None else _data_fingerprint(data)
-    saved = None if resume is None else _read_checkpoint(resume, flow, options, fingerprint)
+    saved = None if resume is None else read_checkpoint(resume, flow, options, fingerprint)
     data = {key: _in_flow_dtype(flow, value) for key, value in data.items()}
 
-    split_rng = rng if saved is None else _generator(saved["split_rng_state"])
+    split_rng = rng if saved is None else generator_from_state(saved["split_rng_state"])
     split_rng_state = split_rng.bit_generator.state
     data, val_source = _hold_out(data, options["val_fraction"], split_rng)
     seed = _aux_seed(split_rng_state)
@@ -306,11 +182,11 @@ def fit(flow, x_train, x_val=None, steps=2000, batch_size=256, lr=1e-3, rng=None
         while state["history"]["status"] == "running":
             state = _train_step(state, run)  # one Adam step, and a validation when one is due
             if checkpoint is not None and state["step"] % checkpoint_every == 0:
-                _write_checkpoint(checkpoint, state, run)
+                write_checkpoint(checkpoint, state, run)
     except KeyboardInterrupt:
         state = _stop(state, "interrupted", _interrupted_message(state, checkpoint))
     if checkpoint is not None:
-        _write_checkpoint(checkpoint, state, run)
+        write_checkpoint(checkpoint, state, run)
     return _finish(state, run, rng)
 
 
@@ -400,7 +276,7 @@ def _aux_seed(split_rng_state):
     """A seed for the per-step generators (augmentation, mask choice), derived from the generator state the
     run started with, without drawing from it: flows that need no such generator follow the same trajectory
     as before, and a resumed run derives the same seed from the checkpoint."""
-    return int(hashlib.sha256(_state_to_json(split_rng_state).encode()).hexdigest()[:16], 16)
+    return int(hashlib.sha256(state_to_json(split_rng_state).encode()).hexdigest()[:16], 16)
 
 
 def _step_generator(seed, step, purpose):
@@ -417,7 +293,7 @@ def _augmented(augment, x, seed, step, purpose, D):
 
 
 def _in_flow_dtype(flow, x):
-    """x cast to the flow's dtype (float32 flows train in float32 throughout: DESIGN §7); None stays None."""
+    """x cast to the flow's dtype (float32 flows train in float32 throughout); None stays None."""
     dtype = getattr(flow, "dtype", None)
     return x if x is None or dtype is None or x.dtype == dtype else x.astype(dtype)
 
@@ -444,14 +320,14 @@ def _fit_standardize(flow, x_train):
 
 def _make_run(flow, data, options, progress, fingerprint, split_rng_state, augment, seed):
     """What stays fixed during the run: the data, the loss and its gradient, the options."""
-    train_log_prob = getattr(flow, "_train_log_prob", None)
+    train_log_prob = getattr(flow, "training_log_density", None)
 
     def loss(params, x_batch, y_batch, rng):
         if train_log_prob is not None:  # e.g. one mask set of an order-agnostic MADE, drawn from rng
             log_p = train_log_prob(params, x_batch, rng) if y_batch is None else train_log_prob(
                 params, x_batch, rng, y=y_batch)
         else:
-            log_p = flow._log_prob(params, x_batch, y_batch)
+            log_p = flow.log_density(params, x_batch, y_batch)
         return -np.sum(log_p) / x_batch.shape[0]
 
     unflatten = plain_unflatten(flow.params)[0]
@@ -464,6 +340,7 @@ def _make_run(flow, data, options, progress, fingerprint, split_rng_state, augme
         batch_size=min(options["batch_size"], x_train.shape[0]), loss_and_grad=value_and_grad(loss),
         theta=theta, unflatten=unflatten, dtype=dtype, fingerprint=fingerprint, split_rng_state=split_rng_state,
         augment=augment, seed=seed, needs_refresh=bool(getattr(flow, "needs_refresh", False)),
+        adam_step=fast.adam_step if getattr(flow, "fast", False) else adam_step,  # the same update, bit for bit
         start=time.perf_counter())
 
 
@@ -514,7 +391,7 @@ def _train_step(state, run):
     if not (onp.isfinite(value) and onp.all(onp.isfinite(g))):
         return _stop(state, "diverged", _diverged_message(state, step, f"the training loss or its gradient is "
                                                                         f"not finite (loss = {value})"))
-    theta, m, v = adam_step(state["theta"], g, state["m"], state["v"], step, _step_size(step, run.options))
+    theta, m, v = run.adam_step(state["theta"], g, state["m"], state["v"], step, _step_size(step, run.options))
     ema, theta_avg = run.options["ema"], state.get("theta_avg")
     if ema is not None:  # Python floats keep a float32 average float32
         theta_avg = ema * theta_avg + (1.0 - ema) * theta
@@ -534,7 +411,7 @@ def _next_minibatch(state, run):
     points left, the next epoch's order is drawn (from a copy of the generator: the old state is kept)."""
     if state["cursor"] + run.batch_size <= run.n:
         return state["order"], state["cursor"], state["rng_state"]
-    rng = _generator(state["rng_state"])
+    rng = generator_from_state(state["rng_state"])
     return rng.permutation(run.n), 0, rng.bit_generator.state
 
 
@@ -600,179 +477,3 @@ def _finish(state, run, rng):
     return history
 
 
-# --- the random generator's state as JSON text --------------------------------------------------------
-def _state_to_json(state):
-    """``bit_generator.state`` (a dict of ints, and arrays for MT19937) as JSON text, never pickle."""
-    def encode(value):
-        if isinstance(value, onp.ndarray):
-            return {"__ndarray__": value.tolist(), "dtype": str(value.dtype)}
-        if isinstance(value, onp.integer):
-            return int(value)
-        raise TypeError(f"cannot store {type(value).__name__} in a generator state")
-
-    return json.dumps(state, default=encode)
-
-
-def _state_from_json(text):
-    def decode(value):
-        return onp.array(value["__ndarray__"], dtype=value["dtype"]) if "__ndarray__" in value else value
-
-    return json.loads(text, object_hook=decode)
-
-
-def _generator(state):
-    """A numpy.random.Generator in exactly the given bit-generator state."""
-    bit_generator = getattr(onp.random, state["bit_generator"])()
-    bit_generator.state = state
-    return onp.random.Generator(bit_generator)
-
-
-# --- checkpoints ---------------------------------------------------------------------------------------
-def _write_checkpoint(path, state, run):
-    """Write the whole run state atomically to ``path`` (see ``fit``'s ``checkpoint`` argument)."""
-    history = state["history"]
-    meta = {"options": run.options, "data": run.fingerprint, "step": state["step"], "cursor": state["cursor"],
-            "since_best": state["since_best"], "elapsed": time.perf_counter() - run.start,
-            "history": {key: value for key, value in history.items() if not isinstance(value, list)}}
-    arrays = {
-        "__format__": onp.array(_io.CHECKPOINT_FORMAT_NAME), "__version__": onp.array(CHECKPOINT_VERSION),
-        "__model__": onp.array(_io.model_header(run.flow)), "__run__": onp.array(json.dumps(meta)),
-        "rng_state": onp.array(_state_to_json(state["rng_state"])),
-        "split_rng_state": onp.array(_state_to_json(run.split_rng_state)),
-        "theta": state["theta"], "m": state["m"], "v": state["v"], "best_theta": state["best_theta"],
-        "order": onp.asarray(state["order"], dtype=onp.int64),
-        "train_losses": onp.array(state["train_losses"], dtype=onp.float64),
-        "history/step": onp.array(history["step"], dtype=onp.int64),
-        **{f"history/{key}": onp.array(history[key], dtype=onp.float64) for key in ("train_nll", "val_nll", "time")},
-        **_io.layer_state_arrays(run.flow),
-    }
-    if state.get("theta_avg") is not None:
-        arrays["theta_avg"] = state["theta_avg"]
-    _io.atomic_savez(path, arrays)
-
-
-def _read_checkpoint(resume, flow, options, fingerprint):
-    """Read and check a checkpoint against this flow, these options and this data; return its contents.
-
-    Nothing changes in ``flow`` until every check has passed; then the layers' structure (Standardize
-    shift and scale, degrees) is installed from the checkpoint.
-    """
-    try:
-        path = _io.resolve_path(resume, "checkpoint")
-    except TypeError:
-        raise TypeError(f"resume must be a str or os.PathLike, got {type(resume).__name__}") from None
-    except FileNotFoundError as error:
-        raise FileNotFoundError(f"resume: {error}") from None
-    try:
-        arrays = _io.read_arrays(path)
-    except ValueError as error:
-        raise ValueError(f"resume: {error}".replace("model file", "checkpoint")) from error
-    meta = _check_checkpoint_header(arrays, path, flow)
-    _check_same_run(meta, path, options, fingerprint)
-    state = _checkpoint_state(arrays, meta, path, flow, fingerprint, options)
-    split_rng_state = _checked_generator_state(arrays, "split_rng_state", path)
-    try:
-        _io.install_layer_state(flow, arrays, path, set())  # checks every entry before installing any
-    except ValueError as error:
-        raise ValueError(f"resume: {error}") from error
-    return {"state": state, "elapsed": float(meta["elapsed"]), "split_rng_state": split_rng_state}
-
-
-def _check_checkpoint_header(arrays, path, flow):
-    """Format name, version and model configuration; returns the run's JSON metadata."""
-    def text(key):
-        value = arrays.get(key)
-        return str(value) if value is not None and value.shape == () and value.dtype.kind == "U" else None
-
-    if text("__format__") == _io.FORMAT_NAME:
-        raise ValueError(f"resume: {path} is a model file written by save(), not a training checkpoint; load "
-                         f"it with maf_numpy.load(path), or pass checkpoint=path to fit to write checkpoints")
-    if text("__format__") != _io.CHECKPOINT_FORMAT_NAME:
-        raise ValueError(f"resume: {path} is not a maf_numpy checkpoint (no '__format__ = "
-                         f"{_io.CHECKPOINT_FORMAT_NAME}' entry)")
-    _io.check_version(arrays, CHECKPOINT_VERSION, path, "checkpoint", prefix="resume: ")
-    if text("__model__") is None or _json(text("__model__")) != _json(_io.model_header(flow)):
-        raise ValueError(f"resume: {path} was written for another model, {text('__model__')}; this flow is "
-                         f"{_io.model_header(flow)}. Build the same model to resume")
-    meta = _json(text("__run__")) if text("__run__") is not None else None
-    keys = {"options", "data", "step", "cursor", "since_best", "elapsed", "history"}
-    if not isinstance(meta, dict) or not keys <= set(meta):
-        raise ValueError(f"resume: {path} has no valid '__run__' entry; it is damaged")
-    return meta
-
-
-def _json(text):
-    try:
-        return json.loads(text)
-    except (TypeError, json.JSONDecodeError):
-        return None
-
-
-def _check_same_run(meta, path, options, fingerprint):
-    """The fit options and the data must be those of the checkpoint's run (bit-identical continuation)."""
-    for name in ("x_train", "x_val", "y_train", "y_val"):
-        old, new = meta["data"].get(name), fingerprint.get(name)
-        if old is None or new is None:
-            if old != new:
-                given = ["None" if v is None else "an array" for v in (old, new)]
-                raise ValueError(f"resume: the checkpoint's run was given {name}={given[0]}, this call "
-                                 f"{name}={given[1]}; pass the same data to continue that run ({path})")
-            continue
-        if (old.get("shape"), old.get("dtype")) != (new["shape"], new["dtype"]):
-            raise ValueError(f"resume: {name} has shape {tuple(new['shape'])} and dtype {new['dtype']}, but the "
-                             f"checkpoint was trained on shape {tuple(old.get('shape') or ())} and dtype "
-                             f"{old.get('dtype')} ({path})")
-        if old.get("sha256") != new["sha256"]:
-            raise ValueError(f"resume: {name} has the shape of the checkpoint's data but other values; resume "
-                             f"with the data the run was started on ({path})")
-    saved = meta["options"]
-    for key in RUN_OPTIONS:
-        if saved.get(key) != options[key]:
-            raise ValueError(f"resume: the checkpoint's run used {key}={saved.get(key)!r}, this call has "
-                             f"{key}={options[key]!r}; pass the same options to continue that run ({path})")
-
-
-def _checked_generator_state(arrays, key, path):
-    value = arrays.get(key)
-    try:
-        state = _state_from_json(str(value))
-        if state["bit_generator"] not in BIT_GENERATORS:
-            raise ValueError(state["bit_generator"])
-        _generator(state)
-    except (TypeError, ValueError, KeyError, AttributeError, json.JSONDecodeError) as error:
-        raise ValueError(f"resume: {path} has no valid {key!r} entry (a bit generator state as JSON): "
-                         f"{error!r}") from None
-    return state
-
-
-def _checkpoint_state(arrays, meta, path, flow, fingerprint, options):
-    """Rebuild the run state from the checkpoint's arrays, checking each shape and dtype."""
-    theta = flat_vector(flow.params, getattr(flow, "dtype", onp.dtype(onp.float64)))
-    n_train = fingerprint["x_train"]["shape"][0]
-    if options["val_fraction"] is not None:
-        n_train -= max(1, int(round(options["val_fraction"] * n_train)))
-    expected = {"theta": theta.shape, "m": theta.shape, "v": theta.shape, "best_theta": theta.shape,
-                "order": (n_train,), "train_losses": None, "history/step": None, "history/train_nll": None,
-                "history/val_nll": None, "history/time": None}
-    if options["ema"] is not None:
-        expected["theta_avg"] = theta.shape
-    for key, shape in expected.items():
-        value = arrays.get(key)
-        kind = "iu" if key in ("order", "history/step") else "f"
-        if value is None or value.dtype.kind not in kind or (value.ndim != 1 if shape is None else
-                                                            value.shape != shape):
-            raise ValueError(f"resume: {path}: entry {key!r} is missing or has the wrong shape or dtype "
-                             f"(expected {'a vector' if shape is None else shape}); it is damaged")
-    if not onp.array_equal(onp.sort(arrays["order"]), onp.arange(n_train)):
-        raise ValueError(f"resume: {path}: 'order' is not a permutation of range({n_train}); it is damaged")
-    history = {**meta["history"], "step": arrays["history/step"].tolist(),
-               **{key: arrays[f"history/{key}"].tolist() for key in ("train_nll", "val_nll", "time")}}
-    if history.get("status") not in ("running", "interrupted", *FINISHED):
-        raise ValueError(f"resume: {path}: unknown run status {history.get('status')!r}; it is damaged")
-    if history["status"] == "interrupted":
-        history.update(status="running", message="")
-    return {"step": int(meta["step"]), "theta": arrays["theta"], "m": arrays["m"], "v": arrays["v"],
-            "best_theta": arrays["best_theta"], "since_best": int(meta["since_best"]),
-            "train_losses": arrays["train_losses"].tolist(), "order": arrays["order"],
-            "cursor": int(meta["cursor"]), "rng_state": _checked_generator_state(arrays, "rng_state", path),
-            "history": history, "theta_avg": arrays["theta_avg"] if options["ema"] is not None else None}

@@ -8,10 +8,10 @@ import numbers
 import warnings
 
 import numpy as np
-from autograd.tracer import getval
+from autograd.tracer import getval, isbox
 
 __all__ = ["as_generator", "check_data", "check_positive_int", "check_positive_float", "check_choice",
-           "check_hidden", "check_bool", "check_dtype", "check_params", "warn_if_not_finite"]
+           "check_hidden", "check_bool", "check_dtype", "check_params", "check_context", "warn_if_not_finite"]
 
 FLOAT_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
 DTYPE_NAMES = ("float64", "float32")
@@ -188,3 +188,19 @@ def warn_if_not_finite(result, what, name="x"):
                       f"outside the data the flow was fitted to (or a flow that has not been fitted) can do "
                       f"this; check the scale of {name}.", RuntimeWarning, stacklevel=3)
     return result
+
+
+def check_context(y, C, n, name="y"):
+    """A context of a conditional flow: a finite float array of shape (n, C), or (C,) used for every row.
+
+    Returns an array of shape (n, C).
+    """
+    value = getval(y)
+    if isinstance(value, np.ndarray) and value.ndim == 1 and value.shape == (C,):
+        y = np.broadcast_to(y, (n, C)) if not isbox(y) else np.ones((n, 1)) * y
+    elif y is None:
+        raise TypeError(f"{name} must be the context: a float array of shape ({n}, {C}) or ({C},), got None")
+    check_data(y, C, name)
+    if getval(y).shape[0] != n:
+        raise ValueError(f"{name} must have one row per point ({n}) or shape ({C},), got shape {getval(y).shape}")
+    return y

@@ -37,8 +37,9 @@ import numpy as onp
 from autograd import value_and_grad
 from autograd.tracer import getval
 
-from .flows import LOG_2PI, standard_normal_log_prob
-from .train import adam_step, flat_vector, plain_unflatten
+from . import fast
+from .densities import LOG_2PI, standard_normal_log_prob
+from .optim import adam_step, flat_vector, plain_unflatten
 from .validation import as_generator, check_bool, check_data, check_positive_float, check_positive_int
 
 __all__ = ["elbo_per_sample", "elbo", "fit_vi", "funnel_log_density", "ring_log_energy", "FUNNEL_SCALE_V"]
@@ -94,7 +95,7 @@ def ring_log_energy(x):
 # The ELBO
 # ---------------------------------------------------------------------------------------------------
 def _check_flow(flow):
-    if not (hasattr(flow, "_forward") and hasattr(flow, "params") and hasattr(flow, "dim")):
+    if not (hasattr(flow, "run") and hasattr(flow, "params") and hasattr(flow, "dim")):
         raise TypeError(f"flow must be a maf_numpy flow (MAF, IAF, RealNVP, MADE), got {type(flow).__name__}")
     return flow
 
@@ -118,7 +119,7 @@ def _log_target_values(log_target, x):
 
 def _elbo_terms(flow, params, z, log_target):
     """Pure function of params: log p~(x) - log q(x) for x = forward(z), shape (n,)."""
-    x, log_det = flow._forward(params, z)  # log|det dx/dz|
+    x, log_det = flow.run("forward", params, z)  # log|det dx/dz|
     log_q = standard_normal_log_prob(z) - log_det
     return _log_target_values(log_target, x) - log_q
 
@@ -281,6 +282,7 @@ def _adam_loop(flow, loss_and_grad, theta, unflatten, best, history, rng, steps,
                smoothing, record_every, progress):
     """The Adam loop of :func:`fit_vi`: updates ``history`` and ``best["theta"]`` in place."""
     m, v = onp.zeros_like(theta), onp.zeros_like(theta)
+    adam = fast.adam_step if getattr(flow, "fast", False) else adam_step  # the same update, bit for bit
     average, weight = 0.0, 0.0
     report_every = max(1, steps // 20)
     start = time.perf_counter()
@@ -303,7 +305,7 @@ def _adam_loop(flow, loss_and_grad, theta, unflatten, best, history, rng, steps,
         if smoothed > history["best_elbo"]:
             best["theta"], history["best_elbo"], history["best_step"] = theta.copy(), smoothed, step
         step_lr = lr * (0.01 + 0.99 * 0.5 * (1 + onp.cos(onp.pi * (step - 1) / steps))) if lr_decay else lr
-        theta, m, v = adam_step(theta, g, m, v, step, step_lr)
+        theta, m, v = adam(theta, g, m, v, step, step_lr)
         history["steps_run"] = step
         if step % record_every == 0 or step == steps:
             history["step"].append(step)

@@ -116,14 +116,14 @@ def test_parameter_gradients_match_central_differences(x):
     flow = build(num_masks=3)
     onp.random.seed(0)
     check_grads(lambda p: -np.sum(flow.log_prob(x, params=p)) / len(x), modes=["rev"], order=1)(flow.params)
-    check_grads(lambda p: -np.sum(flow._train_log_prob(p, x, onp.random.default_rng(1))) / len(x),
+    check_grads(lambda p: -np.sum(flow.training_log_density(p, x, onp.random.default_rng(1))) / len(x),
                 modes=["rev"], order=1)(flow.params)
 
 
 def test_input_gradients_match_central_differences(x):
     flow = build(num_masks=3)
     onp.random.seed(0)
-    check_grads(lambda v: np.sum(flow._log_prob(flow.params, v)), modes=["rev"], order=1)(x)
+    check_grads(lambda v: np.sum(flow.log_density(flow.params, v)), modes=["rev"], order=1)(x)
 
 
 def test_the_training_loss_uses_one_mask_set_drawn_from_the_step_generator(x):
@@ -131,9 +131,9 @@ def test_the_training_loss_uses_one_mask_set_drawn_from_the_step_generator(x):
     per_mask = flow.log_prob_per_mask(x)
     drawn = []
     for step in range(20):
-        k = int(onp.random.default_rng(step).integers(4))  # what _train_log_prob draws from this generator
+        k = int(onp.random.default_rng(step).integers(4))  # what training_log_density draws from this generator
         flow.made_layer.calls = 0
-        log_prob = flow._train_log_prob(flow.params, x, onp.random.default_rng(step))
+        log_prob = flow.training_log_density(flow.params, x, onp.random.default_rng(step))
         assert flow.made_layer.calls == 1  # one mask set, one pass
         onp.testing.assert_allclose(log_prob, per_mask[:, k], rtol=0, atol=1e-13)
         drawn.append(k)
@@ -144,13 +144,13 @@ def _fit_recording_masks(steps, seed):
     """fit a small flow, recording the mask set each training step draws (peeked from fit's step generator)."""
     x_train = mf.datasets.toy("fig1", 400, rng=0)
     flow = OrderAgnosticMADE(2, (8,), num_masks=4, rng=0)
-    drawn, train_log_prob = [], flow._train_log_prob
+    drawn, train_log_prob = [], flow.training_log_density
 
     def spy(params, x, rng):
         drawn.append(_peek(rng, flow.num_masks))
         return train_log_prob(params, x, rng)
 
-    flow._train_log_prob = spy
+    flow.training_log_density = spy
     before = -onp.mean(flow.log_prob(x_train))
     history = flow.fit(x_train, steps=steps, batch_size=50, lr=1e-2, progress=False, rng=seed)
     return drawn, flow, before, -onp.mean(flow.log_prob(x_train)), history
@@ -240,7 +240,7 @@ def test_a_run_interrupted_and_resumed_from_its_checkpoint_draws_the_same_masks_
 
     def run(interrupt_at=None, resume=None):
         flow = OrderAgnosticMADE(2, (8,), num_masks=4, rng=0)
-        drawn, train_log_prob = [], flow._train_log_prob
+        drawn, train_log_prob = [], flow.training_log_density
 
         def spy(params, x, rng):
             if len(drawn) == interrupt_at:
@@ -248,7 +248,7 @@ def test_a_run_interrupted_and_resumed_from_its_checkpoint_draws_the_same_masks_
             drawn.append(_peek(rng, flow.num_masks))
             return train_log_prob(params, x, rng)
 
-        flow._train_log_prob = spy
+        flow.training_log_density = spy
         history = flow.fit(x_train, steps=20, batch_size=50, lr=1e-2, progress=False, rng=1, val_every=5,
                            checkpoint=tmp_path / "run.npz", resume=resume)
         return flow, drawn, history

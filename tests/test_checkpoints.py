@@ -14,7 +14,8 @@ from autograd import value_and_grad
 from autograd.misc import flatten
 
 import maf_numpy as mf
-from maf_numpy import datasets, io, train
+from maf_numpy import datasets, npz, train
+from maf_numpy.checkpoint import CHECKPOINT_VERSION
 
 FACTORIES = {
     "MAF": lambda: mf.MAF(2, num_layers=2, hidden=(8,), rng=0),
@@ -211,8 +212,8 @@ def checkpoint(moons, monkeypatch, tmp_path):
 def test_the_checkpoint_is_plain_arrays_with_its_own_format_and_json_generator_state(checkpoint):
     with onp.load(checkpoint, allow_pickle=False) as archive:
         arrays = {key: archive[key] for key in archive.files}
-    assert str(arrays["__format__"]) == io.CHECKPOINT_FORMAT_NAME == "maf_numpy-checkpoint"
-    assert int(arrays["__version__"]) == train.CHECKPOINT_VERSION
+    assert str(arrays["__format__"]) == npz.CHECKPOINT_FORMAT_NAME == "maf_numpy-checkpoint"
+    assert int(arrays["__version__"]) == CHECKPOINT_VERSION
     assert not any(value.dtype.hasobject for value in arrays.values())
     for key in ("theta", "m", "v", "best_theta", "order", "train_losses", "history/val_nll", "state/0/shift"):
         assert key in arrays, key
@@ -253,7 +254,7 @@ REFUSALS = {  # id: (flow factory, change to the data, fit options, change to th
     "other-batch-size": (None, None, {"batch_size": 32}, None, "^resume: the checkpoint's run used batch_size=64"),
     "other-steps": (None, None, {"steps": 80}, None, "^resume: the checkpoint's run used steps=60"),
     "x_val-none-now": (None, None, {"x_val": None}, None, "^resume: the checkpoint's run was given x_val=an array"),
-    "newer-version": (None, None, {}, lambda a: {**a, "__version__": onp.array(train.CHECKPOINT_VERSION + 1)},
+    "newer-version": (None, None, {}, lambda a: {**a, "__version__": onp.array(CHECKPOINT_VERSION + 1)},
                       "^resume: .*checkpoint version 2; this maf_numpy reads version 1"),
     "not-ours": (None, None, {}, lambda a: {**a, "__format__": onp.array("nflows")},
                  "^resume: .*not a maf_numpy checkpoint"),
@@ -330,8 +331,8 @@ def crash_in(where):
     def fail(*args, **kwargs):
         raise OSError(f"{where} failed (simulated)")
 
-    return {"savez": (io.np, "savez", savez), "fsync": (io.os, "fsync", fail),
-            "replace": (io.os, "replace", fail)}[where]
+    return {"savez": (npz.np, "savez", savez), "fsync": (npz.os, "fsync", fail),
+            "replace": (npz.os, "replace", fail)}[where]
 
 
 @pytest.mark.parametrize("where", ["savez", "fsync", "replace"])
@@ -355,7 +356,7 @@ def test_save_is_atomic_too(tmp_path, monkeypatch):
     flow.save(tmp_path / "model.npz")
     before = (tmp_path / "model.npz").read_bytes()
     with monkeypatch.context() as patch:
-        patch.setattr(io.os, "replace", crash_in("replace")[2])
+        patch.setattr(npz.os, "replace", crash_in("replace")[2])
         with pytest.raises(OSError):
             FACTORIES["RealNVP"]().save(tmp_path / "model.npz")
     assert (tmp_path / "model.npz").read_bytes() == before and os.listdir(tmp_path) == ["model.npz"]

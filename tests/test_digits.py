@@ -242,6 +242,6 @@ def test_on_digits_both_baselines_beat_the_uniform_model_and_the_gaussian_beats_
     z_test, log_det = datasets.dequantize_logit(data.x_test, rng=102)
     gaussian = datasets.report_continuous(datasets.GaussianBaseline.fit(z_train).log_prob(z_test), log_det)
     categorical = datasets.report_discrete(datasets.CategoricalBaseline.fit(data.x_train).log_prob(data.x_test))
-    assert 2.25 < gaussian.bpd < 2.40  # about 2.33 (issue 5)
+    assert 2.25 < gaussian.bpd < 2.40  # about 2.33
     assert 2.35 < categorical.bpd < 2.50  # about 2.42
     assert gaussian.bpd < categorical.bpd < LOG2_17

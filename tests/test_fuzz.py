@@ -1,4 +1,4 @@
-"""Bad-input fuzzing of every public entry point (DESIGN §5), from a fixed seed.
+"""Bad-input fuzzing of every public entry point, from a fixed seed.
 
 A seeded generator builds bad inputs of many kinds (wrong shapes, dtypes int/bool/object/complex/str,
 NaN and inf at random positions, Python lists, empty batches and zero-size dimensions, broken parameter
@@ -332,7 +332,7 @@ def test_extreme_valid_inputs_give_finite_log_prob_or_a_warning_that_names_the_c
     """Points with |x| up to 1e6 (random scales, random directions) at a default-size fresh flow.
 
     Every point gets a log-density of the right shape that is finite, or -inf with a RuntimeWarning
-    saying that float64 overflowed (DESIGN §5 keeps the unconstrained exp(alpha)); never +inf, never an
+    saying that float64 overflowed (the default keeps the paper's unconstrained exp(alpha)); never +inf, never an
     exception."""
     flow = getattr(mf, flow_name)(D, rng=0)
     rng = onp.random.default_rng(SEED)

@@ -12,7 +12,7 @@ import numpy as onp
 import pytest
 
 import maf_numpy as mf
-from maf_numpy import datasets, io
+from maf_numpy import datasets, npz
 
 D = 3
 
@@ -108,8 +108,8 @@ def test_the_file_is_plain_arrays_readable_without_pickle(saved):
 
 def test_the_header_names_the_format_version_and_configuration(saved):
     flow, _, arrays = saved
-    assert str(arrays["__format__"]) == io.FORMAT_NAME
-    assert int(arrays["__version__"]) == io.FORMAT_VERSION
+    assert str(arrays["__format__"]) == npz.FORMAT_NAME
+    assert int(arrays["__version__"]) == npz.FORMAT_VERSION
     header = json.loads(str(arrays["__config__"]))
     assert header == {"class": "MAF", "config": json.loads(json.dumps(flow.config))}
 
@@ -146,9 +146,9 @@ def test_load_refuses_an_npz_that_is_not_ours(tmp_path):
 def test_load_refuses_a_newer_format_version(saved, tmp_path):
     _, _, arrays = saved
     path = tmp_path / "future.npz"
-    onp.savez(path, **{**arrays, "__version__": onp.array(io.FORMAT_VERSION + 1)})
-    with pytest.raises(ValueError, match=f"format version {io.FORMAT_VERSION + 1}.*reads version "
-                                         f"{io.FORMAT_VERSION}"):
+    onp.savez(path, **{**arrays, "__version__": onp.array(npz.FORMAT_VERSION + 1)})
+    with pytest.raises(ValueError, match=f"format version {npz.FORMAT_VERSION + 1}.*reads version "
+                                         f"{npz.FORMAT_VERSION}"):
         mf.load(path)
 
 

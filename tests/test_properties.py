@@ -3,7 +3,7 @@
 No test library: a seeded generator draws N_DRAWS configurations (D from 1 to 10, hidden widths
 including none and narrower than D, every ordering mode and explicit permutations, both hidden-degree
 modes, 1-4 layers, both activations, with and without Standardize, batches of 1-9 points), and every
-draw must satisfy the DESIGN §6 properties:
+draw must satisfy the properties every flow has:
 
 - invertibility: forward(inverse(x)) == x and inverse(forward(z)) == z to 1e-10;
 - log-det: what inverse and forward return equals slogdet of the autograd Jacobian, point by point;

@@ -128,8 +128,9 @@ def test_d_pass_forward_fixes_one_more_coordinate_per_pass(rng):
 
 
 def test_maf_inverse_is_an_iaf_shaped_affine_map(rng):
-    """DESIGN §1: z = (x - mu) exp(-alpha) = x exp(alpha') + mu' with alpha' = -alpha, mu' = -mu exp(-alpha),
-    both functions of x_{<i}: a MAF's density pass is one IAF step in its input x."""
+    """The MAF-inverse-is-IAF-shaped identity: z = (x - mu) exp(-alpha) = x exp(alpha') + mu' with
+    alpha' = -alpha, mu' = -mu exp(-alpha), both functions of x_{<i}: a MAF's density pass is one IAF step in
+    its input x."""
     layer, params, x = build("MAF-random-order", rng)
     z, log_det_dzdx = layer.inverse(params, x)
     mu, alpha = layer.conditioner(params, x)

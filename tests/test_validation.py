@@ -1,4 +1,4 @@
-"""Bad input at the public boundary (DESIGN §5): a ValueError or TypeError whose message names the
+"""Bad input at the public boundary: a ValueError or TypeError whose message names the
 argument, never a silent NaN, a result of the wrong shape, or a traceback from deep inside NumPy.
 """
 
@@ -332,11 +332,11 @@ def test_params_with_bad_inner_arrays_are_refused_by_the_public_methods(flow_nam
 
 @pytest.mark.parametrize("flow_name", FLOWS)
 def test_check_params_accepts_the_flows_own_params_and_traced_params(flow_name):
-    """The DESIGN §3 gradient one-liner still works through the check (autograd boxes the pytree)."""
+    """The README's gradient one-liner still works through the check (autograd boxes the pytree)."""
     flow = FLOWS[flow_name]()
     assert validation.check_params(flow.params, flow.params) is flow.params
     assert validation.check_params(tuple(flow.params), flow.params) is not None
-    g = grad(lambda p: -np.mean(flow._log_prob(validation.check_params(p, flow.params), GOOD)))(flow.params)
+    g = grad(lambda p: -np.mean(flow.log_density(validation.check_params(p, flow.params), GOOD)))(flow.params)
     assert len(g) == len(flow.params)
 
 
@@ -398,7 +398,7 @@ def test_a_fresh_flow_gives_finite_log_prob_up_to_ten_units_from_the_origin(flow
 @pytest.mark.parametrize("scale", [1e2, 1e4, 1e6])
 @pytest.mark.parametrize("flow_name", [name for name in FLOWS if hasattr(mf, name)])
 def test_extreme_inputs_give_finite_log_prob_or_a_runtime_warning(flow_name, scale):
-    """Documented behaviour: the unconstrained exp(alpha) (DESIGN §5) overflows float64 for |x| far
+    """Documented behaviour: the unconstrained exp(alpha) (the paper's form, the default) overflows float64 for |x| far
     outside the data (a fresh default-size MAF from |x| ~ 30 on, since its Standardize layer is still the
     identity); log_prob is then -inf or NaN for those points, and a RuntimeWarning says so. It never
     raises. (Default sizes: 5 layers of (64, 64), where the overflow does happen.)"""

@@ -1,7 +1,10 @@
-"""The degree-sliced D-pass solver (made.solve_sliced) against the readable reference (solve_autoregressive).
+"""Each kernel of maf_numpy.fast against the reference function it replaces, at the level of the kernel.
 
-MAF sampling (``MAFLayer.forward``) and IAF density evaluation (``IAFLayer.inverse``) use the sliced solver with
-plain arrays and the reference under autograd; both must give the same numbers and count the same D passes.
+The fused MADE pass (``fast.made.made_pass``, ``made_pass_blocked``) against ``made.made_apply``; the fused affine
+primitives against ``affine_inverse``/``affine_forward``; the layer kernels against the layers' own methods; the
+degree-sliced solver against ``solve_autoregressive``; the whole-chain primitive against the layer loop; the
+chunked Adam against ``optim.adam_step``: values, gradients, second derivatives and pass counts.
+``tests/test_fast_equals_reference.py`` compares whole flows with ``fast=True`` and ``fast=False``.
 """
 
 import autograd.numpy as anp
@@ -12,7 +15,10 @@ from autograd.misc import flatten
 from helpers import perturb
 
 import maf_numpy as mf
-from maf_numpy import made, transforms
+from maf_numpy import fast, made, transforms
+from maf_numpy.fast import chain as fast_chain
+from maf_numpy.fast import layers as fast_layers
+from maf_numpy.fast import made as fast_made
 from maf_numpy.transforms import affine_forward, affine_inverse, solve_autoregressive
 
 TOL = 1e-12
@@ -26,6 +32,29 @@ def weighted_output(inverse, g_z, g_log_det):
         return anp.sum(g_z * z) + anp.sum(g_log_det * log_det)
 
     return value
+
+
+def fused_apply(params, x, masks, activation, plan=None):
+    """made.made_apply computed by the fused primitive (or its block-triangular form with a plan)."""
+    if masks is None:
+        masks = [1.0] * (len(params["W"]) + 1)
+    if plan is None:
+        out = fast_made.made_pass(params, x, masks, activation)
+    else:
+        out = fast_made.made_pass_blocked(params, x, plan, activation)
+    return out[0], out[1]
+
+
+def fused_method(layer, direction):
+    """``(params, v) -> kernel(layer, direction, params, v)``: the kernel chosen at each call (traced or not)."""
+    return lambda params, v: kernel(layer, direction, params, v)
+
+
+def kernel(layer, direction, params, v, y=None):
+    """The kernel the dispatch picks for this call (it must pick one), as ``(params, v) -> (out, log_det)``."""
+    chosen = fast.layer_kernel(layer, direction, params, v, y)
+    assert chosen is not None
+    return chosen(layer, params, v, y)
 
 
 def reference_maf_forward(layer, params, z):
@@ -63,15 +92,55 @@ def test_sliced_solver_equals_reference(D, hidden, order, hidden_degrees, activa
     params = perturb(layer.init_params(rng), rng, scale=0.5)
     u = rng.standard_normal((13, D))
     is_maf = layer_class is transforms.MAFLayer
-    fast = layer.forward(params, u) if is_maf else layer.inverse(params, u)
-    fast_calls = layer.calls
-    direct = layer.network.solve(params, u, transforms._maf_combine if is_maf else transforms._iaf_combine)
-    assert all(onp.array_equal(a, b) for a, b in zip(fast, direct))  # the layer did take the sliced path
+    direction = "forward" if is_maf else "inverse"
+    assert fast.layer_kernel(layer, direction, params, u).__name__.endswith("sliced")
+    sliced = kernel(layer, direction, params, u)
+    sliced_calls = layer.calls
     layer.calls = 0
     slow = reference(layer, params, u)
-    assert layer.calls == fast_calls == D  # one pass per sequential step, both ways
-    onp.testing.assert_allclose(fast[0], slow[0], rtol=TOL, atol=TOL)
-    onp.testing.assert_allclose(fast[1], slow[1], rtol=TOL, atol=TOL)
+    assert layer.calls == sliced_calls == D  # one pass per sequential step, both ways
+    onp.testing.assert_allclose(sliced[0], slow[0], rtol=TOL, atol=TOL)
+    onp.testing.assert_allclose(sliced[1], slow[1], rtol=TOL, atol=TOL)
+    layer.calls = 0
+    own = layer.forward(params, u) if is_maf else layer.inverse(params, u)  # the layer's method is the reference
+    assert layer.calls == D
+    onp.testing.assert_array_equal(own[0], slow[0])
+
+
+TIED_CASES = [  # explicit input degrees with ties or gaps: several coordinates per degree
+    ("two groups", lambda: mf.masks.two_group_degrees(3, 2, (8,))),
+    ("two groups, scattered A", lambda: mf.masks.two_group_degrees(6, [1, 4], (7, 5))),
+    ("ties and a gap", lambda: [onp.array([1, 3, 3, 1, 4]), onp.array([1, 2, 3, 1, 3, 2]), onp.array([3, 1, 2])]),
+    ("all one degree", lambda: [onp.array([1, 1, 1]), onp.array([0, 1, 1, 2])]),
+    ("no hidden layer", lambda: [onp.array([2, 1, 2, 1])]),
+]
+
+
+@pytest.mark.parametrize("name, make_degrees", TIED_CASES, ids=[case[0] for case in TIED_CASES])
+@pytest.mark.parametrize("layer_class", [transforms.MAFLayer, transforms.IAFLayer])
+def test_sliced_solver_with_tied_or_skipped_degrees_equals_the_reference(name, make_degrees, layer_class):
+    """A layer built with explicit degrees where several inputs share a degree (as a coupling layer's two groups
+    do) or some degree is skipped: the sliced solver computes a whole degree's coordinates at once and gives the
+    reference's answer, and the flow's default path round-trips (it once sampled wrongly here)."""
+    rng = onp.random.default_rng(17)
+    degrees = make_degrees()
+    D = len(degrees[0])
+    layer = layer_class(D, tuple(len(m) for m in degrees[1:]), rng=rng, degrees=degrees, activation="tanh")
+    params = perturb(layer.init_params(rng), rng, scale=0.5)
+    u = rng.standard_normal((9, D))
+    is_maf = layer_class is transforms.MAFLayer
+    direction = "forward" if is_maf else "inverse"
+    sliced = kernel(layer, direction, params, u)
+    slow = layer.forward(params, u) if is_maf else layer.inverse(params, u)
+    onp.testing.assert_allclose(sliced[0], slow[0], rtol=TOL, atol=TOL)
+    onp.testing.assert_allclose(sliced[1], slow[1], rtol=TOL, atol=TOL)
+    flow = mf.Flow(D, [layer], 0, {})
+    flow.params = [params]
+    x = rng.standard_normal((9, D))
+    z, log_det = flow.inverse(x)
+    x_back, log_det_back = flow.forward(z)
+    onp.testing.assert_allclose(x_back, x, atol=1e-10)
+    onp.testing.assert_allclose(log_det_back, -log_det, atol=1e-10)
 
 
 @pytest.mark.parametrize("cls", [mf.MAF, mf.IAF])
@@ -116,14 +185,15 @@ def test_gradients_flow_through_forward_via_the_reference_path():
     assert abs(numeric - g @ direction) < 1e-6 * max(1.0, abs(numeric))
 
 
-def test_sliced_solver_is_used_only_for_untraced_arrays():
+def test_the_dispatch_picks_the_sliced_solver_only_for_untraced_arrays():
     rng = onp.random.default_rng(6)
     layer = transforms.MAFLayer(3, (5,), "sequential", "sequential", "relu", rng)
     params = layer.init_params(rng)
-    assert not transforms.is_traced(params, rng.standard_normal((2, 3)))
+    z = rng.standard_normal((2, 3))
+    assert fast.layer_kernel(layer, "forward", params, z) is fast_layers.maf_forward_sliced
     seen = []
-    grad(lambda p: seen.append(transforms.is_traced(p, None)) or anp.sum(p["b_mu"]))(params)
-    assert seen == [True]
+    grad(lambda p: seen.append(fast.layer_kernel(layer, "forward", p, z)) or anp.sum(p["b_mu"]))(params)
+    assert seen == [fast_layers.maf_forward_steps]
 
 
 @pytest.mark.parametrize("dtype", [onp.float64, onp.float32])
@@ -148,24 +218,23 @@ def test_masked_dense_vjp_equals_autograds_own_gradient(dtype, masked):
     onp.testing.assert_array_equal(made.masked_dense(h, W, b, M), h @ (M * W) + b)
 
 
-def test_reference_solver_can_be_chosen_and_is_restored():
+def test_fast_false_runs_the_reference_solver_with_the_same_passes_and_numbers():
     flow = mf.MAF(4, num_layers=2, hidden=(9,), rng=8)
     z = onp.random.default_rng(9).standard_normal((7, 4))
     sliced = flow.forward(z)[0]
-    with transforms.sequential_solver("reference"):
-        reference = flow.forward(z)[0]
-        assert flow.passes == 2 * 4
+    flow.fast = False
+    reference = flow.forward(z)[0]
+    assert flow.passes == 2 * 4
     onp.testing.assert_allclose(sliced, reference, rtol=TOL, atol=TOL)
-    assert transforms.set_sequential_solver("sliced") == "sliced"
-    with pytest.raises(ValueError, match="name"):
-        transforms.set_sequential_solver("fast")
+    with pytest.raises(TypeError, match="fast"):
+        flow.fast = "no"
 
 
 @pytest.mark.parametrize("hidden", [(), (6,), (5, 7)])
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
 @pytest.mark.parametrize("masked", [True, False])
 def test_made_pass_backward_equals_autograds_gradient_of_the_layer_by_layer_form(hidden, activation, masked):
-    """made_apply (one primitive, hand-written backward pass) against made_apply_by_layer differentiated by
+    """made_pass (one primitive, hand-written backward pass) against made.made_apply differentiated by
     autograd: same values, same gradient with respect to the parameters and to the input."""
     rng = onp.random.default_rng(10)
     D = 4
@@ -182,7 +251,7 @@ def test_made_pass_backward_equals_autograds_gradient_of_the_layer_by_layer_form
 
         return value
 
-    fused, by_layer = objective(made.made_apply), objective(made.made_apply_by_layer)
+    fused, by_layer = objective(fused_apply), objective(made.made_apply)
     onp.testing.assert_allclose(fused(params, x), by_layer(params, x), rtol=1e-14)
     for argnum in (0, 1):
         ours, autograds = grad(fused, argnum)(params, x), grad(by_layer, argnum)(params, x)
@@ -208,23 +277,23 @@ BLOCK_CASES = [  # (D, hidden, order, hidden_degrees, activation, num_blocks)
 def test_block_triangular_pass_equals_the_layer_by_layer_made(D, hidden, order, hidden_degrees, activation,
                                                               num_blocks):
     """made_apply with a block_plan (units sorted by degree, zero blocks of M * W skipped) against
-    made_apply_by_layer differentiated by autograd: same mu and alpha, same gradients for params and x."""
+    made.made_apply differentiated by autograd: same mu and alpha, same gradients for params and x."""
     rng = onp.random.default_rng(D + 100 * len(hidden))
     degrees = mf.masks.made_degrees(D, hidden, mf.masks.make_order(D, order, rng), hidden_degrees, rng)
     masks = mf.masks.made_masks(degrees)
-    plan = made.block_plan(degrees, masks, num_blocks)
+    plan = fast_made.block_plan(degrees, masks, num_blocks)
     params = perturb(made.init_made_params(D, hidden, D, rng), rng)
     x = rng.standard_normal((9, D))
     g_mu, g_alpha = rng.standard_normal((2, 9, D))
-    mu, alpha = made.made_apply(params, x, masks, activation, plan)
-    mu_ref, alpha_ref = made.made_apply_by_layer(params, x, masks, activation)
+    mu, alpha = fused_apply(params, x, masks, activation, plan)
+    mu_ref, alpha_ref = made.made_apply(params, x, masks, activation)
     onp.testing.assert_allclose(mu, mu_ref, rtol=TOL, atol=TOL)
     onp.testing.assert_allclose(alpha, alpha_ref, rtol=TOL, atol=TOL)
 
     def objective(use_plan):
         def value(p, v):
-            mu, alpha = (made.made_apply(p, v, masks, activation, plan) if use_plan
-                         else made.made_apply_by_layer(p, v, masks, activation))
+            mu, alpha = (fused_apply(p, v, masks, activation, plan) if use_plan
+                         else made.made_apply(p, v, masks, activation))
             return anp.sum(g_mu * mu + g_alpha * alpha)
 
         return value
@@ -239,7 +308,7 @@ def test_block_triangular_pass_equals_the_layer_by_layer_made(D, hidden, order, 
 def test_block_plan_skips_about_the_masked_half_of_a_wide_made():
     """With degrees spread evenly, B column blocks read about (B + 1) / (2B) of each product's rows."""
     degrees = mf.masks.made_degrees(64, (512, 512), "sequential", "sequential")
-    plan = made.block_plan(degrees, mf.masks.made_masks(degrees), num_blocks=4)
+    plan = fast_made.block_plan(degrees, mf.masks.made_masks(degrees), num_blocks=4)
     hidden_to_hidden = plan["layers"][1]
     assert [block[2] for block in hidden_to_hidden["blocks"]] == [128, 256, 384, 512]
     assert abs(hidden_to_hidden["fraction"] - 5 / 8) < 0.01
@@ -247,20 +316,20 @@ def test_block_plan_skips_about_the_masked_half_of_a_wide_made():
 
 
 def test_block_triangular_pass_can_be_differentiated_twice():
-    """The hand-written backward pass falls back to autograd through made_apply_by_layer when it is traced
+    """The hand-written backward pass falls back to autograd through made.made_apply when it is traced
     itself, so a second derivative (here of the gradient's squared norm) matches the reference."""
     rng = onp.random.default_rng(11)
     D, hidden = 5, (8,)
     degrees = mf.masks.made_degrees(D, hidden, "random", "sequential", rng)
     masks = mf.masks.made_masks(degrees)
-    plan = made.block_plan(degrees, masks, 2)
+    plan = fast_made.block_plan(degrees, masks, 2)
     params = perturb(made.init_made_params(D, hidden, D, rng), rng)
     x = rng.standard_normal((4, D))
 
     def gradient_norm(use_plan):
         def value(v):
-            mu, alpha = (made.made_apply(params, v, masks, "tanh", plan) if use_plan
-                         else made.made_apply_by_layer(params, v, masks, "tanh"))
+            mu, alpha = (fused_apply(params, v, masks, "tanh", plan) if use_plan
+                         else made.made_apply(params, v, masks, "tanh"))
             return anp.sum(mu * alpha)
 
         return lambda v: anp.sum(grad(value)(v) ** 2)
@@ -269,25 +338,21 @@ def test_block_triangular_pass_can_be_differentiated_twice():
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_flows_use_block_triangular_products_only_where_they_pay_and_agree_with_the_plain_ones(dtype):
+def test_flows_use_block_triangular_products_only_where_they_pay_and_agree_with_the_reference(dtype):
     flow = mf.MAF(20, num_layers=2, hidden=(256,), orders="random", rng=12, standardize=False, dtype=dtype)
-    assert all(layer.network.plan is not None for layer in flow.layers)
-    assert mf.MAF(8, num_layers=1, hidden=(128, 128), rng=0).layers[-1].network.plan is None
+    assert all(fast_made.block_plan_for(layer.network) is not None for layer in flow.layers)
+    assert fast_made.block_plan_for(mf.MAF(8, num_layers=1, hidden=(128, 128), rng=0).layers[-1].network) is None
     flow.params = perturb(flow.params, onp.random.default_rng(13), scale=0.02)
     flow.params = [{key: [w.astype(dtype) for w in value] if isinstance(value, list) else value.astype(dtype)
                     for key, value in p.items()} for p in flow.params]
     x = onp.random.default_rng(14).standard_normal((16, 20)).astype(dtype)
 
     def loss(params):
-        return -anp.sum(flow._log_prob(params, x))
+        return -anp.sum(flow.log_density(params, x))
 
     blocked = flow.log_prob(x), flatten(grad(loss)(flow.params))[0]
-    plans = [layer.network.plan for layer in flow.layers]
-    for layer in flow.layers:
-        layer.network.plan = None
+    flow.fast = False
     plain = flow.log_prob(x), flatten(grad(loss)(flow.params))[0]
-    for layer, plan in zip(flow.layers, plans):
-        layer.network.plan = plan
     tol = TOL if dtype == "float64" else 1e-4
     for ours, reference in zip(blocked, plain):
         assert ours.dtype == reference.dtype == onp.dtype(dtype)
@@ -301,9 +366,9 @@ def test_fused_affine_primitives_equal_the_readable_maps_and_autograds_gradient(
     rng = onp.random.default_rng(15)
     v, mu, alpha = (rng.standard_normal((5, 3)).astype(dtype) for _ in range(3))
     g, g_log_det = rng.standard_normal((5, 3)).astype(dtype), rng.standard_normal(5).astype(dtype)
-    pairs = [(lambda v, mu, alpha: (transforms._normalise(v, mu, alpha), transforms._signed_sum(alpha, -1.0)),
+    pairs = [(lambda v, mu, alpha: (fast_layers.normalise(v, mu, alpha), fast_layers.signed_sum(alpha, -1.0)),
               affine_inverse),
-             (lambda v, mu, alpha: (transforms._generate(v, mu, alpha), transforms._signed_sum(alpha, 1.0)),
+             (lambda v, mu, alpha: (fast_layers.generate(v, mu, alpha), fast_layers.signed_sum(alpha, 1.0)),
               affine_forward)]
     for fused, readable in pairs:
         for ours, reference in zip(fused(v, mu, alpha), readable(v, mu, alpha)):
@@ -330,7 +395,7 @@ def test_coupling_primitive_equals_the_concatenated_maps_and_autograds_gradient(
     g = rng.standard_normal((4, D))
     for inverse, affine in [(True, affine_inverse), (False, affine_forward)]:
         def fused(v, mu, alpha, inverse=inverse):
-            return transforms._coupling_affine(v, mu, alpha, layer.A, layer.B, layer.unpermute, inverse)
+            return fast_layers.coupling_affine(v, mu, alpha, layer.A, layer.B, layer.unpermute, inverse)
 
         def readable(v, mu, alpha, affine=affine):
             w_B = affine(v[:, layer.B], mu, alpha)[0]
@@ -364,20 +429,18 @@ def test_iaf_density_gradient_by_the_implicit_function_theorem_equals_the_refere
     x = rng.standard_normal((6, D))
     g_z, g_log_det = rng.standard_normal((6, D)), rng.standard_normal(6)
 
-    def objective(p, v):
-        z, log_det = layer.inverse(p, v)
-        return anp.sum(g_z * z) + anp.sum(g_log_det * log_det)
-
+    implicit, reference = (weighted_output(inverse, g_z, g_log_det)
+                           for inverse in (fused_method(layer, "inverse"), layer.inverse))
+    seen = []
+    grad(lambda p: seen.append(fast.layer_kernel(layer, "inverse", p, x)) or anp.sum(p["b_mu"]))(params)
+    assert seen == [fast_layers.iaf_inverse_implicit]
     for argnums in (0, 1, (0, 1)):
         layer.calls = 0
-        fast = grad(objective, argnums)(params, x)
+        ours = grad(implicit, argnums)(params, x)
         assert layer.calls == D
-        with transforms.sequential_solver("reference"):
-            reference = grad(objective, argnums)(params, x)
-        onp.testing.assert_allclose(flatten(fast)[0], flatten(reference)[0], rtol=1e-10, atol=1e-12)
-    with transforms.sequential_solver("reference"):
-        reference = objective(params, x)
-    onp.testing.assert_allclose(objective(params, x), reference, rtol=1e-12)
+        expected = grad(reference, argnums)(params, x)
+        onp.testing.assert_allclose(flatten(ours)[0], flatten(expected)[0], rtol=1e-10, atol=1e-12)
+    onp.testing.assert_allclose(implicit(params, x), reference(params, x), rtol=1e-12)
 
 
 @pytest.mark.parametrize("D, hidden, order, activation, wide", [
@@ -389,38 +452,40 @@ def test_iaf_density_gradient_by_the_implicit_function_theorem_equals_the_refere
 ])
 def test_maf_layer_inverse_primitive_equals_the_layer_by_layer_made_and_affine_map(D, hidden, order, activation,
                                                                                    wide):
-    """MAFLayer.inverse (MADE + affine map + log-det as one primitive) against made_apply_by_layer followed by
+    """MAFLayer.inverse (MADE + affine map + log-det as one primitive) against made.made_apply followed by
     affine_inverse, differentiated by autograd: same z and log-det, same gradients for params, x and both."""
     rng = onp.random.default_rng(D)
     layer = transforms.MAFLayer(D, hidden, mf.masks.make_order(D, order, rng), "sequential", activation, rng)
-    assert (layer.network.plan is not None) == wide
+    assert (fast_made.block_plan_for(layer.network) is not None) == wide
     params = perturb(layer.init_params(rng), rng, scale=0.3 if not wide else 0.02)
     x = rng.standard_normal((7, D))
+    fused = fused_method(layer, "inverse")
     g_z, g_log_det = rng.standard_normal((7, D)), rng.standard_normal(7)
 
     def reference(p, v):
-        return affine_inverse(v, *made.made_apply_by_layer(p, v, layer.masks, activation))
+        return affine_inverse(v, *made.made_apply(p, v, layer.masks, activation))
 
     def objective(inverse):
         return weighted_output(inverse, g_z, g_log_det)
 
     layer.calls = 0
-    for ours, expected in zip(layer.inverse(params, x), reference(params, x)):
+    assert fast.layer_kernel(layer, "inverse", params, x) is fast_layers.maf_inverse_fused
+    for ours, expected in zip(fused(params, x), reference(params, x)):
         onp.testing.assert_allclose(ours, expected, rtol=TOL, atol=TOL)
     assert layer.calls == 1
     for argnums in (0, 1, (0, 1)):
-        ours = grad(objective(layer.inverse), argnums)(params, x)
+        ours = grad(objective(fused), argnums)(params, x)
         expected = grad(objective(reference), argnums)(params, x)
         onp.testing.assert_allclose(flatten(ours)[0], flatten(expected)[0], rtol=TOL, atol=TOL)
 
 
 @pytest.mark.parametrize("dtype", [onp.float64, onp.float32])
 @pytest.mark.parametrize("P", [1, 7, 1000, 4099])
-def test_adam_step_equals_the_formula_bit_for_bit(dtype, P, monkeypatch):
-    """adam_step (chunk by chunk into preallocated arrays) against the five-line formula, _adam_reference:
+def test_chunked_adam_step_equals_the_formula_bit_for_bit(dtype, P):
+    """fast.adam_step (chunk by chunk into preallocated arrays) against the five-line formula, optim.adam_step:
     the same bits, chunk boundaries included, the inputs untouched, and the formula's own promotion when a
     scalar is a NumPy float64 (the reference path)."""
-    monkeypatch.setattr(mf.train, "_ADAM_CHUNK_BYTES", 256 * onp.dtype(dtype).itemsize)  # several chunks
+    chunk_bytes = 256 * onp.dtype(dtype).itemsize  # several chunks
     rng = onp.random.default_rng(P)
     theta, g, m = (rng.standard_normal(P).astype(dtype) for _ in range(3))
     v = rng.random(P).astype(dtype)
@@ -428,16 +493,16 @@ def test_adam_step_equals_the_formula_bit_for_bit(dtype, P, monkeypatch):
     before = [a.copy() for a in (theta, g, m, v)]
     for t, lr in [(1, 1e-3), (7, 0.25), (1000, 3)]:
         with onp.errstate(over="ignore"):
-            ours = mf.train.adam_step(theta, g, m, v, t, lr)
-            reference = mf.train._adam_reference(theta, g, m, v, t, lr)
+            ours = fast.adam.adam_step(theta, g, m, v, t, lr, chunk_bytes=chunk_bytes)
+            reference = mf.optim.adam_step(theta, g, m, v, t, lr)
         for a, b in zip(ours, reference):
             assert a.dtype == b.dtype == dtype
             onp.testing.assert_array_equal(a, b)
     for a, b in zip((theta, g, m, v), before):
         onp.testing.assert_array_equal(a, b)
     with onp.errstate(over="ignore"):
-        ours = mf.train.adam_step(theta, g, m, v, 2, onp.float64(1e-3))
-        reference = mf.train._adam_reference(theta, g, m, v, 2, onp.float64(1e-3))
+        ours = fast.adam_step(theta, g, m, v, 2, onp.float64(1e-3))
+        reference = mf.optim.adam_step(theta, g, m, v, 2, onp.float64(1e-3))
     for a, b in zip(ours, reference):
         assert a.dtype == b.dtype
         onp.testing.assert_array_equal(a, b)
@@ -445,7 +510,7 @@ def test_adam_step_equals_the_formula_bit_for_bit(dtype, P, monkeypatch):
 
 def readable_coupling_inverse(layer, params, x):
     """AffineCoupling.inverse as the paper writes it: the MLP on x_A, affine_inverse on x_B, x_A copied."""
-    mu, alpha = made.made_apply_by_layer(params, x[:, layer.A], None, layer.activation)
+    mu, alpha = made.made_apply(params, x[:, layer.A], None, layer.activation)
     z_B, log_det = affine_inverse(x[:, layer.B], mu, alpha)
     return anp.concatenate([x[:, layer.A], z_B], axis=1)[:, layer.unpermute], log_det
 
@@ -468,12 +533,15 @@ def test_coupling_layer_inverse_primitive_equals_the_readable_coupling(D, hidden
         return weighted_output(inverse, g_z, g_log_det)
 
     layer.calls = 0
-    for ours, expected in zip(layer.inverse(params, x), readable_coupling_inverse(layer, params, x)):
+    fused = fused_method(layer, "inverse")
+    for ours, expected in zip(fused(params, x), readable_coupling_inverse(layer, params, x)):
         onp.testing.assert_allclose(ours, expected, rtol=TOL, atol=TOL)
     assert layer.calls == 1
+    for ours, expected in zip(layer.inverse(params, x), readable_coupling_inverse(layer, params, x)):
+        onp.testing.assert_array_equal(ours, expected)  # the layer's own method is the readable coupling
     readable = objective(lambda p, v: readable_coupling_inverse(layer, p, v))
     for argnums in (0, 1, (0, 1)):
-        ours = grad(objective(layer.inverse), argnums)(params, x)
+        ours = grad(objective(fused), argnums)(params, x)
         onp.testing.assert_allclose(flatten(ours)[0], flatten(grad(readable, argnums)(params, x))[0],
                                     rtol=TOL, atol=TOL)
 
@@ -487,9 +555,10 @@ def test_coupling_layer_inverse_keeps_float32_and_can_be_differentiated_twice():
     params = {key: [a.astype(onp.float32) for a in value] if isinstance(value, list) else value.astype(onp.float32)
               for key, value in params.items()}
     x = rng.standard_normal((5, 4)).astype(onp.float32)
-    z, log_det = layer.inverse(params, x)
+    fused = fused_method(layer, "inverse")
+    z, log_det = fused(params, x)
     assert z.dtype == log_det.dtype == onp.float32
-    g = grad(lambda p: anp.sum(layer.inverse(p, x)[0] ** 2))(params)
+    g = grad(lambda p: anp.sum(fused(p, x)[0] ** 2))(params)
     assert {a.dtype for a in flatten(g)[0:1]} == {onp.dtype(onp.float32)}
 
     params64 = {key: [a.astype(float) for a in value] if isinstance(value, list) else value.astype(float)
@@ -503,7 +572,7 @@ def test_coupling_layer_inverse_keeps_float32_and_can_be_differentiated_twice():
 
         return lambda v: anp.sum(grad(value)(v) ** 2)
 
-    ours = grad(gradient_norm(layer.inverse))(x64)
+    ours = grad(gradient_norm(fused))(x64)
     expected = grad(gradient_norm(lambda p, v: readable_coupling_inverse(layer, p, v)))(x64)
     onp.testing.assert_allclose(ours, expected, rtol=1e-10, atol=1e-12)
 
@@ -512,7 +581,7 @@ def test_coupling_layer_inverse_keeps_float32_and_can_be_differentiated_twice():
 def test_made_pass_can_be_differentiated_twice(masked):
     """made_pass's backward pass runs in plain NumPy for plain arrays and in autograd's NumPy when traced:
     a second derivative (of the input gradient's squared norm, with respect to x and to the parameters)
-    matches autograd through made_apply_by_layer."""
+    matches autograd through made.made_apply."""
     rng = onp.random.default_rng(12)
     D, hidden = 4, (6, 5)
     degrees = mf.masks.made_degrees(D, hidden, "random", "sequential", rng)
@@ -528,8 +597,8 @@ def test_made_pass_can_be_differentiated_twice(masked):
         return lambda p, v: anp.sum(grad(value, 1)(p, v) ** 2)
 
     for argnum in (0, 1):
-        ours = grad(gradient_norm(made.made_apply), argnum)(params, x)
-        expected = grad(gradient_norm(made.made_apply_by_layer), argnum)(params, x)
+        ours = grad(gradient_norm(fused_apply), argnum)(params, x)
+        expected = grad(gradient_norm(made.made_apply), argnum)(params, x)
         onp.testing.assert_allclose(flatten(ours)[0], flatten(expected)[0], rtol=1e-10, atol=1e-12)
 
 
@@ -540,7 +609,7 @@ def test_block_pass_input_gradient_by_row_segments_equals_the_block_by_block_sum
     D, hidden = 12, (40, 40)
     degrees = mf.masks.made_degrees(D, hidden, "random", "random", rng)
     masks = mf.masks.made_masks(degrees)
-    plan = made.block_plan(degrees, masks, 4)
+    plan = fast_made.block_plan(degrees, masks, 4)
     assert all(layer["row_blocks"] is not None for layer in plan["layers"])
     no_segments = {**plan, "layers": [{**layer, "row_blocks": None} for layer in plan["layers"]]}
     params = perturb(made.init_made_params(D, hidden, D, rng), rng)
@@ -549,7 +618,7 @@ def test_block_pass_input_gradient_by_row_segments_equals_the_block_by_block_sum
 
     def objective(p):
         def value(params, v):
-            mu, alpha = made.made_apply(params, v, masks, "relu", p)
+            mu, alpha = fused_apply(params, v, masks, "relu", p)
             return anp.sum(g_mu * mu + g_alpha * alpha)
 
         return value
@@ -557,8 +626,8 @@ def test_block_pass_input_gradient_by_row_segments_equals_the_block_by_block_sum
     ours = grad(objective(plan), (0, 1))(params, x)
     expected = grad(objective(no_segments), (0, 1))(params, x)
     onp.testing.assert_allclose(flatten(ours)[0], flatten(expected)[0], rtol=TOL, atol=TOL)
-    assert made._row_blocks([(0, 2, 5), (2, 4, 3)]) is None  # row counts that shrink: no segments
-    assert made._row_blocks([(0, 2, 0), (2, 4, 3), (4, 6, 3), (6, 8, 5)]) == [(0, 3, 2), (3, 5, 6)]
+    assert fast_made._row_blocks([(0, 2, 5), (2, 4, 3)]) is None  # row counts that shrink: no segments
+    assert fast_made._row_blocks([(0, 2, 0), (2, 4, 3), (4, 6, 3), (6, 8, 5)]) == [(0, 3, 2), (3, 5, 6)]
 
 
 @pytest.mark.parametrize("wide", [False, True])
@@ -568,12 +637,13 @@ def test_maf_layer_inverse_primitive_can_be_differentiated_twice(wide):
     rng = onp.random.default_rng(14)
     D, hidden = (5, (7, 6)) if not wide else (18, (256,))
     layer = transforms.MAFLayer(D, hidden, mf.masks.make_order(D, "random", rng), "sequential", "tanh", rng)
-    assert (layer.network.plan is not None) == wide
+    assert (fast_made.block_plan_for(layer.network) is not None) == wide
     params = perturb(layer.init_params(rng), rng, scale=0.3 if not wide else 0.02)
     x = rng.standard_normal((3, D))
+    fused = fused_method(layer, "inverse")
 
     def reference(p, v):
-        return affine_inverse(v, *made.made_apply_by_layer(p, v, layer.masks, "tanh"))
+        return affine_inverse(v, *made.made_apply(p, v, layer.masks, "tanh"))
 
     def gradient_norm(inverse, argnum):
         def value(p, v):
@@ -583,7 +653,7 @@ def test_maf_layer_inverse_primitive_can_be_differentiated_twice(wide):
         return lambda p, v: anp.sum(flatten(grad(value, argnum)(p, v))[0] ** 2)
 
     for inner, outer in [(1, 1), (1, 0), (0, 1)]:
-        ours = grad(gradient_norm(layer.inverse, inner), outer)(params, x)
+        ours = grad(gradient_norm(fused, inner), outer)(params, x)
         expected = grad(gradient_norm(reference, inner), outer)(params, x)
         onp.testing.assert_allclose(flatten(ours)[0], flatten(expected)[0], rtol=1e-9, atol=1e-11)
 
@@ -602,25 +672,26 @@ def _flows_for_the_chain():
 
 @pytest.mark.parametrize("name, flow", _flows_for_the_chain(), ids=lambda v: v if isinstance(v, str) else "")
 def test_whole_normalising_chain_as_one_primitive_equals_the_layer_by_layer_flow(name, flow):
-    """transforms._normalise_chain (every layer's fused primitive in one autograd node) against the layers'
-    own inverse maps chained (each layer one node, as Flow._inverse runs them without the chain): the same z
-    and log-det bit for bit, the same gradients for params, x and both, the same pass counts, and a second
-    derivative through autograd."""
+    """fast.chain.normalise_chain (every layer's fused primitive in one autograd node) against the layers' fused
+    kernels chained (each layer one node): the same z and log-det bit for bit, the same gradients for params, x
+    and both, the same pass counts, and a second derivative through autograd; and against the reference
+    layer loop (fast=False) to rounding."""
     rng = onp.random.default_rng(21)
     params = [perturb(p, rng, scale=0.3 if flow.dim < 18 else 0.02) if p else p for p in flow.params]
     params = [{k: [a.astype(flow.dtype) for a in v] if isinstance(v, list) else v.astype(flow.dtype)
                for k, v in p.items()} for p in params]
     x = rng.standard_normal((6, flow.dim)).astype(flow.dtype)
     g_z, g_log_det = rng.standard_normal((6, flow.dim)), rng.standard_normal(6)
-    assert transforms._fusable_chain(flow.layers, params)
+    assert fast.select(flow.layers, "inverse", params, x) is fast_chain.normalise_chain
 
     def chain(p, v):
-        return transforms._normalise_chain(flow.layers, p, v, flow.dtype)
+        return fast_chain.normalise_chain(flow.layers, p, v)
 
     def layer_by_layer(p, v):
         log_det = anp.zeros(v.shape[0], dtype=flow.dtype)
         for layer, p_layer in zip(flow.layers, p):
-            v, log_det_layer = layer.inverse(p_layer, v)
+            chosen = fast.layer_kernel(layer, "inverse", p_layer, v)
+            v, log_det_layer = layer.inverse(p_layer, v) if chosen is None else chosen(layer, p_layer, v, None)
             log_det = log_det + log_det_layer
         return v, log_det
 
@@ -647,24 +718,36 @@ def test_whole_normalising_chain_as_one_primitive_equals_the_layer_by_layer_flow
 
         onp.testing.assert_allclose(grad(gradient_norm(chain))(x), grad(gradient_norm(layer_by_layer))(x),
                                     rtol=1e-9, atol=1e-11)
+    flow.fast = False  # the reference: the flow's own loop over the layers' readable inverse maps
+    z_reference, log_det_reference = flow.run("inverse", params, x)
+    onp.testing.assert_allclose(z, z_reference, rtol=tol, atol=tol)
+    onp.testing.assert_allclose(log_det, log_det_reference, rtol=tol, atol=tol)
 
 
 def test_whole_chain_applies_only_where_every_layer_has_a_fused_primitive():
     """IAF (implicit fixed point), batch norm, a conditional MAF and a clamped MAF keep the layer-by-layer path;
-    so does a plain parameter list holding traced arrays."""
+    so does a plain parameter list holding traced arrays, and a subclass of a layer (it may override inverse)."""
+    x = onp.zeros((2, 3))
     for flow in [mf.IAF(3, num_layers=2, hidden=(4,), rng=0), mf.MAF(3, num_layers=2, hidden=(4,), batch_norm=True,
                                                                    rng=0),
-                 mf.ConditionalMAF(3, 2, num_layers=2, hidden=(4,), rng=0),
                  mf.MAF(3, num_layers=2, hidden=(4,), alpha_clamp=3.0, rng=0)]:
-        assert not transforms._fusable_chain(flow.layers, flow.params)
+        assert fast.select(flow.layers, "inverse", flow.params, x) not in (None, fast_chain.normalise_chain)
+    conditional = mf.ConditionalMAF(3, 2, num_layers=2, hidden=(4,), rng=0)
+    assert fast.select(conditional.layers, "inverse", conditional.params, x, onp.zeros((2, 2))) not in (
+        None, fast_chain.normalise_chain)
     flow = mf.MAF(3, num_layers=2, hidden=(4,), rng=0)
-    assert transforms._fusable_chain(flow.layers, flow.params)
+    assert fast.select(flow.layers, "inverse", flow.params, x) is fast_chain.normalise_chain
 
     class OwnInverse(transforms.MAFLayer):  # a subclass may override inverse: it keeps its own
         pass
 
-    assert not transforms._fusable_chain([OwnInverse(3, (4,))], [flow.params[1]])
+    assert fast.select([OwnInverse(3, (4,))], "inverse", [flow.params[1]], x) is None
+    assert fast.layer_kernel(OwnInverse(3, (4,)), "inverse", flow.params[1], x) is None
     seen = []
-    grad(lambda w: seen.append(transforms._fusable_chain(flow.layers, [{**flow.params[0]}, {
-        **flow.params[1], "b_mu": flow.params[1]["b_mu"] * w}])) or w)(1.0)
-    assert seen == [False]
+    grad(lambda w: seen.append(fast.select(flow.layers, "inverse", [{**flow.params[0]}, {
+        **flow.params[1], "b_mu": flow.params[1]["b_mu"] * w}], x)) or w)(1.0)
+    assert seen[0] is not fast_chain.normalise_chain
+    seen = []
+    grad(lambda w: seen.append(fast.layer_kernel(flow.layers[1], "inverse", {
+        **flow.params[1], "b_mu": flow.params[1]["b_mu"] * w}, x)) or w)(1.0)
+    assert seen == [None]  # a plain dict holding a traced array: a primitive cannot see into it
