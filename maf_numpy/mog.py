@@ -95,7 +95,7 @@ def mog_apply(params, x, masks, head_mask, C, activation="relu"):
     """
     act = ACTIVATIONS[activation]
     h = x
-    # The Gaussian MADE's hidden layers (made.made_apply_by_layer), unchanged: a context y enters as extra
+    # The Gaussian MADE's hidden layers (maf_numpy.made.made_apply), unchanged: a context y enters as extra
     # inputs of degree 0 in the first layer and reaches every head.
     for W, b, M in zip(params["W"], params["b"], masks[:-1]):
         h = act(masked_dense(h, W, b, M))  # (n, H_l)
@@ -401,7 +401,7 @@ class ConditionalMAFMoG(ConditionalMixin, MAFMoG):
     """A MAF MoG of p(x | y): the K MADEs and the MADE MoG base all read the context y (MAF paper §3.4).
 
     ``ConditionalMAFMoG(dim, context_dim, num_layers=5, hidden=(64, 64), components=10, ...)``; the other
-    arguments are :class:`MAFMoG`'s, the methods those of :class:`maf_numpy.flows.ConditionalMAF`
+    arguments are :class:`MAFMoG`'s, the methods those of :class:`maf_numpy.conditional.ConditionalMAF`
     (``log_prob(x, y)``, ``sample(n, y)``, ``fit(x_train, y_train, ...)``, ``class_log_posterior``), and
     ``conditionals(x, y)`` gives the base's mixture conditionals.
     """

@@ -2,7 +2,7 @@
 
 The readable code is the product: :mod:`maf_numpy.made`, :mod:`maf_numpy.transforms` and
 :func:`maf_numpy.optim.adam_step` read like the papers, and a flow built with ``fast=False`` runs exactly
-them. With ``fast=True`` (the default) the flow asks :func:`select` here, in one place (``Flow._run``),
+them. With ``fast=True`` (the default) the flow asks :func:`select` here, in one place (``Flow.run``),
 whether a kernel can do the same work faster; ``fit`` and ``fit_vi`` pick :func:`adam_step` the same way.
 
 What is here, and the reference each piece replaces:
@@ -25,7 +25,7 @@ reference modules never import this package (``tests/test_module_graph.py``).
 
 from autograd.tracer import isbox
 
-from ..transforms import apply_layer
+from ..transforms import AffineCoupling, IAFLayer, MAFLayer, apply_layer
 from .adam import adam_step
 from .chain import fused_layer, normalise_chain
 from .layers import KERNELS
@@ -36,6 +36,7 @@ __all__ = ["select", "layer_kernel", "adam_step", "KERNELS", "IMPLICIT_IAF_MIN_D
 # The implicit-gradient IAF density (three extra forward passes of fixed cost) pays from D = 4 on: a 5-layer
 # training step takes 0.55x the time at D = 8 but 1.4x at D = 2 (benchmarks/README.md).
 IMPLICIT_IAF_MIN_DIM = 4
+_SERVED = {(kind, direction) for kind, direction, _ in KERNELS}  # (exact layer type, direction) with a kernel
 
 
 def layer_kernel(layer, direction, params, v, y=None):
@@ -54,28 +55,26 @@ def layer_kernel(layer, direction, params, v, y=None):
     classes accept; block-triangular products are chosen inside by size (``maf_numpy.fast.made``).
     """
     kind = type(layer)
-    if not any(key[0] is kind and key[1] == direction for key in KERNELS):
-        return None
-    if not isbox(params) and holds_boxes(params):
+    if (kind, direction) not in _SERVED or (not isbox(params) and holds_boxes(params)):
         return None
     traced = isbox(params) or isbox(v) or isbox(y)
     plain = getattr(layer, "context_dim", 0) == 0 and getattr(layer, "alpha_clamp", None) is None
-    if kind.__name__ == "AffineCoupling":
-        variant = "fused" if direction == "inverse" else "conditioner"
-    elif (kind.__name__, direction) in (("MAFLayer", "inverse"), ("IAFLayer", "forward")):
-        variant = "fused" if plain and direction == "inverse" else "conditioner"
-    elif not traced:
+    if (kind, direction) in ((MAFLayer, "inverse"), (AffineCoupling, "inverse")):
+        variant = "fused" if plain else "conditioner"  # one pass: fused whole, or fused network + affine map
+    elif (kind, direction) in ((IAFLayer, "forward"), (AffineCoupling, "forward")):
+        variant = "conditioner"
+    elif not traced:  # the D-pass directions: MAFLayer.forward, IAFLayer.inverse
         variant = "sliced"
-    elif kind.__name__ == "IAFLayer" and plain and layer.D >= IMPLICIT_IAF_MIN_DIM:
+    elif kind is IAFLayer and plain and layer.D >= IMPLICIT_IAF_MIN_DIM:
         variant = "implicit"
     else:
         variant = "steps"
-    return KERNELS[kind, direction, variant]
+    return KERNELS.get((kind, direction, variant))  # None: no kernel for this variant, the reference runs
 
 
 def select(layers, direction, params, v, y=None):
     """A function ``run(layers, params, v, y) -> (v, log_det)`` that replaces the reference loop of
-    ``Flow._run`` over ``layers`` (in list order for ``"inverse"``, reversed for ``"forward"``), or None when
+    ``Flow.run`` over ``layers`` (in list order for ``"inverse"``, reversed for ``"forward"``), or None when
     no kernel applies to any layer.
 
     The whole normalising direction runs as one primitive (:func:`maf_numpy.fast.chain.normalise_chain`) when

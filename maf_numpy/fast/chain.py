@@ -5,7 +5,7 @@ copy of the whole list: every parameter of every layer, on every step), two outp
 one node for the whole direction removes all of them. :func:`flow_normalise` runs each layer's fused
 primitive in turn (:func:`maf_numpy.fast.layers.maf_normalise`, :func:`~maf_numpy.fast.layers.coupling_normalise`,
 Standardize's map) and sums the log-dets from zero in layer order: the same numbers as the reference loop
-``Flow._run`` over ``layer.inverse``. :func:`maf_numpy.fast.select` uses it when every layer has a fused
+``Flow.run`` over ``layer.inverse``. :func:`maf_numpy.fast.select` uses it when every layer has a fused
 primitive (:func:`fused_layer`) and there is no context.
 """
 

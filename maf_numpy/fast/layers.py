@@ -300,6 +300,25 @@ def _conditioner(layer, params, v, y):
     return mu, alpha
 
 
+def _normalise_given(layer, params, x, v, y):
+    """affine_inverse(x, mu, alpha) with (mu, alpha) = conditioner(v): the fused pass and two primitives."""
+    mu, alpha = _conditioner(layer, params, v, y)
+    return normalise(x, mu, alpha), signed_sum(alpha, -1.0)
+
+
+def _generate_given(layer, params, z, v, y):
+    """affine_forward(z, mu, alpha) with (mu, alpha) = conditioner(v): the fused pass and two primitives."""
+    mu, alpha = _conditioner(layer, params, v, y)
+    return generate(z, mu, alpha), signed_sum(alpha, 1.0)
+
+
+def _sliced(layer, params, u, combine, y):
+    """The degree-sliced solver for this layer (D sequential steps, counted as D passes)."""
+    layer.network.calls += layer.D
+    combine = clamped(combine, layer.alpha_clamp)
+    return solve_sliced(params, u, combine, slices_for(layer.network), layer.network.activation, y)
+
+
 def maf_inverse_fused(layer, params, x, y):
     """MAFLayer.inverse without context or clamp: the pass, the map and the log-det as one primitive."""
     layer.network.calls += 1
@@ -309,44 +328,36 @@ def maf_inverse_fused(layer, params, x, y):
 
 def maf_inverse(layer, params, x, y):
     """MAFLayer.inverse (with a context or a clamp): the fused pass, then the affine map as two primitives."""
-    mu, alpha = _conditioner(layer, params, x, y)
-    return normalise(x, mu, alpha), signed_sum(alpha, -1.0)
+    return _normalise_given(layer, params, x, x, y)
 
 
 def maf_forward_sliced(layer, params, z, y):
     """MAFLayer.forward with plain arrays: the degree-sliced solver (D steps, about one pass of work)."""
-    layer.network.calls += layer.D
-    combine = clamped(maf_combine, layer.alpha_clamp)
-    return solve_sliced(params, z, combine, slices_for(layer.network), layer.network.activation, y)
+    return _sliced(layer, params, z, maf_combine, y)
 
 
 def maf_forward_steps(layer, params, z, y):
     """MAFLayer.forward under autograd: the reference's D passes, each a fused pass and two primitives."""
     def step(x):
-        mu, alpha = _conditioner(layer, params, x, y)
-        return generate(z, mu, alpha), signed_sum(alpha, 1.0)
+        return _generate_given(layer, params, z, x, y)
 
     return solve_autoregressive(step, layer.D, z.shape, layer.input_degrees, z.dtype)
 
 
 def iaf_forward(layer, params, z, y):
     """IAFLayer.forward: the fused pass, then the affine map as two primitives."""
-    mu, alpha = _conditioner(layer, params, z, y)
-    return generate(z, mu, alpha), signed_sum(alpha, 1.0)
+    return _generate_given(layer, params, z, z, y)
 
 
 def iaf_inverse_sliced(layer, params, x, y):
     """IAFLayer.inverse with plain arrays: the degree-sliced solver."""
-    layer.network.calls += layer.D
-    combine = clamped(iaf_combine, layer.alpha_clamp)
-    return solve_sliced(params, x, combine, slices_for(layer.network), layer.network.activation, y)
+    return _sliced(layer, params, x, iaf_combine, y)
 
 
 def iaf_inverse_steps(layer, params, x, y):
     """IAFLayer.inverse under autograd: the reference's D passes, each a fused pass and two primitives."""
     def step(z):
-        mu, alpha = _conditioner(layer, params, z, y)
-        return normalise(x, mu, alpha), signed_sum(alpha, -1.0)
+        return _normalise_given(layer, params, x, z, y)
 
     return solve_autoregressive(step, layer.D, x.shape, layer.input_degrees, x.dtype)
 
@@ -355,9 +366,7 @@ def iaf_inverse_implicit(layer, params, x, y):
     """IAFLayer.inverse under autograd, without context or clamp: solve without autograd, then one recorded
     step at the solution, whose backward pass adds the implicit dependence of z on (params, x)."""
     layer.network.calls += layer.D - 1  # the solve's D - 1 steps; the recorded step is the D-th
-    z = iaf_fixed_point(params, x, layer.network)
-    mu, alpha = _conditioner(layer, params, z, y)
-    return normalise(x, mu, alpha), signed_sum(alpha, -1.0)
+    return _normalise_given(layer, params, x, iaf_fixed_point(params, x, layer.network), y)
 
 
 def coupling_inverse_fused(layer, params, x, y):
