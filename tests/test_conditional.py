@@ -11,10 +11,10 @@ import numpy as onp
 import pytest
 from autograd import jacobian
 from autograd.test_util import check_grads
-from helpers import assert_2d_density_integrates_to_one, perturb
+from helpers import perturb
 
 import maf_numpy as mf
-from maf_numpy import masks, transforms
+from maf_numpy import masks, testing, transforms
 
 
 @pytest.fixture
@@ -63,8 +63,7 @@ def test_the_conditional_density_integrates_to_one_on_a_grid_for_each_context(cl
     flow = _flow(cls, D=2, C=3, rng=rng)
     flow.layers[0].fit(rng.normal(0.0, 1.0, size=(100, 2)))
     for y in (onp.array([1.0, 0.0, 0.0]), onp.array([-0.5, 2.0, 0.3])):
-        assert_2d_density_integrates_to_one(lambda grid, y=y: flow.log_prob(grid, y),
-                                            lambda n, y=y: flow.sample(n, y, rng=0))
+        testing.assert_density_integrates_to_one(flow, y=y)
 
 
 @pytest.mark.parametrize("cls", [mf.ConditionalMADE, mf.ConditionalMAF])
@@ -218,8 +217,7 @@ def _mog(rng, D=2, C=3):
 def test_the_conditional_maf_mog_density_integrates_to_one_for_each_context(rng):
     flow = _mog(rng)
     for y in (onp.array([1.0, 0.0, 0.0]), onp.array([0.0, -1.0, 2.0])):
-        assert_2d_density_integrates_to_one(lambda grid, y=y: flow.log_prob(grid, y),
-                                            lambda n, y=y: flow.sample(n, y, rng=0))
+        testing.assert_density_integrates_to_one(flow, y=y)
 
 
 def test_the_mixture_base_of_the_first_dimension_changes_with_the_context(rng):

@@ -7,9 +7,10 @@ import numpy as onp
 import pytest
 from autograd import grad
 from autograd.test_util import check_grads
-from helpers import FLOWS, assert_2d_density_integrates_to_one, assert_log_det_matches_jacobian, assert_round_trip
+from helpers import FLOWS
 
 import maf_numpy as mf
+from maf_numpy import testing
 
 D = 3
 
@@ -26,14 +27,14 @@ def x():
 @pytest.mark.parametrize("name", FLOWS)
 def test_inverse_undoes_forward(name, x):
     flow = build(name)
-    assert_round_trip(flow.forward, flow.inverse, x)
+    testing.assert_round_trip(flow, x)
 
 
 @pytest.mark.parametrize("direction", ["inverse", "forward"])
 @pytest.mark.parametrize("name", FLOWS)
 def test_log_det_equals_slogdet_of_autograd_jacobian(name, direction, x):
     flow = build(name)
-    assert_log_det_matches_jacobian(getattr(flow, direction), x)
+    testing.assert_log_det_matches_jacobian(flow, x, direction)
 
 
 @pytest.mark.parametrize("name", FLOWS)
@@ -49,7 +50,7 @@ def test_2d_density_integrates_to_one_on_a_grid(name):
     """Quadrature of exp(log_prob) on [-14, 14]^2, plus the mass outside the grid estimated from the
     flow's own samples (random weights give some layers heavy tails), adds up to 1."""
     flow = build(name, dim=2, seed=3)
-    assert_2d_density_integrates_to_one(flow.log_prob, lambda n: flow.sample(n, rng=0), n_samples=200_000)
+    testing.assert_density_integrates_to_one(flow, n_samples=200_000)
 
 
 @pytest.mark.parametrize("name", FLOWS)
@@ -186,7 +187,7 @@ def test_one_dimensional_maf_and_iaf_are_affine_maps():
     for cls in (mf.MAF, mf.IAF):
         flow = cls(1, num_layers=2, hidden=(4,), rng=0)
         x = onp.linspace(-3, 3, 7)[:, None]
-        assert_round_trip(flow.forward, flow.inverse, x)
+        testing.assert_round_trip(flow, x)
         assert onp.all(onp.isfinite(flow.log_prob(x)))
 
 

@@ -8,7 +8,7 @@ draw must satisfy the properties every flow has:
 - invertibility: forward(inverse(x)) == x and inverse(forward(z)) == z to 1e-10;
 - log-det: what inverse and forward return equals slogdet of the autograd Jacobian, point by point;
 - autoregressive structure: every layer's Jacobian, in both directions, is zero wherever an output
-  would depend on an input of equal or higher degree (tests/helpers.py).
+  would depend on an input of equal or higher degree (maf_numpy.testing).
 
 Each test id and each failure message carries the draw's configuration, so ``build(config)`` reproduces
 it. The draws are fixed (same seed, same number), so the file runs in the same few seconds every time.
@@ -18,15 +18,10 @@ import contextlib
 
 import numpy as onp
 import pytest
-from helpers import (
-    ATOL_LOG_DET,
-    assert_jacobian_autoregressive,
-    assert_log_det_matches_jacobian,
-    assert_round_trip,
-    perturb,
-)
+from helpers import perturb
 
 import maf_numpy as mf
+from maf_numpy import testing
 
 SEED = 20240917
 N_DRAWS = 60
@@ -109,7 +104,7 @@ def test_the_draws_cover_every_kind_and_the_edge_cases():
 def test_inverse_and_forward_undo_each_other(config):
     flow, x = build(config)
     with reproducible(config):
-        assert_round_trip(flow.forward, flow.inverse, x)
+        testing.assert_round_trip(flow, x)
 
 
 @pytest.mark.parametrize("config", DRAWS)
@@ -117,13 +112,14 @@ def test_log_dets_equal_slogdet_of_the_autograd_jacobian(config):
     flow, x = build(config)
     z = flow.inverse(x)[0]
     with reproducible(config):
-        for f, v in ((flow.inverse, x), (flow.forward, z)):
+        for direction, v in (("inverse", x), ("forward", z)):
+            f = getattr(flow, direction)
             few = v[:N_JACOBIAN_POINTS]
             batch_log_det = f(v)[1]
             assert batch_log_det.shape == (len(v),), f"log_det has shape {batch_log_det.shape}"
             error = onp.max(onp.abs(f(few)[1] - batch_log_det[:len(few)]))
-            assert error < ATOL_LOG_DET, f"log_det of a point depends on its batch by {error:.3e}"
-            assert_log_det_matches_jacobian(f, few)
+            assert error < testing.default_atol(v.dtype), f"log_det of a point depends on its batch by {error:.3e}"
+            testing.assert_log_det_matches_jacobian(flow, few, direction)
 
 
 @pytest.mark.parametrize("config", DRAWS)
@@ -133,8 +129,8 @@ def test_every_layer_jacobian_is_autoregressive_in_its_degrees(config):
     for k, (layer, p) in enumerate(zip(flow.layers, flow.params)):
         u, v = trace["values"][k], trace["values"][k + 1]  # layer k maps u (data side) to v (base side)
         with reproducible({**config, "layer": k}):
-            assert_jacobian_autoregressive(lambda a, layer=layer, p=p: layer.inverse(p, a), u, layer.input_degrees)
-            assert_jacobian_autoregressive(lambda a, layer=layer, p=p: layer.forward(p, a), v, layer.input_degrees)
+            testing.assert_autoregressive(layer, u, params=p, direction="inverse")
+            testing.assert_autoregressive(layer, v, params=p, direction="forward")
 
 
 # --- a numerical hazard the random draws found ------------------------------------------------------

@@ -7,15 +7,9 @@ import autograd.numpy as np
 import numpy as onp
 import pytest
 from autograd.test_util import check_grads
-from helpers import (
-    LAYERS,
-    assert_jacobian_autoregressive,
-    assert_log_det_matches_jacobian,
-    assert_round_trip,
-    perturb,
-)
+from helpers import LAYERS, perturb
 
-from maf_numpy import transforms
+from maf_numpy import testing, transforms
 from maf_numpy.made import made_apply
 
 D = 5
@@ -35,7 +29,7 @@ def build(name, rng, dim=D):
 @pytest.mark.parametrize("name", LAYERS)
 def test_inverse_undoes_forward(name, rng):
     layer, params, v = build(name, rng)
-    assert_round_trip(lambda z: layer.forward(params, z), lambda x: layer.inverse(params, x), v)
+    testing.assert_round_trip(layer, v, params)
 
 
 @pytest.mark.parametrize("name", LAYERS)
@@ -51,15 +45,14 @@ def test_forward_and_inverse_log_dets_are_negatives(name, rng):
 @pytest.mark.parametrize("name", LAYERS)
 def test_log_det_equals_slogdet_of_autograd_jacobian(name, direction, rng):
     layer, params, v = build(name, rng)
-    assert_log_det_matches_jacobian(lambda u: getattr(layer, direction)(params, u), v)
+    testing.assert_log_det_matches_jacobian(layer, v, direction, params)
 
 
 @pytest.mark.parametrize("direction", ["inverse", "forward"])
 @pytest.mark.parametrize("name", LAYERS)
 def test_jacobian_is_triangular_in_the_ordering(name, direction, rng):
     layer, params, v = build(name, rng)
-    J = assert_jacobian_autoregressive(lambda u: getattr(layer, direction)(params, u), v,
-                                       layer.input_degrees)
+    J = testing.assert_autoregressive(layer, v, params=params, direction=direction)[direction]
     if name.startswith(("MAF", "IAF", "coupling")) and not name.endswith(("narrow-hidden", "random-degrees")):
         # Sequential hidden degrees at least D-1 wide connect every allowed pair (random ones may not).
         below = onp.asarray(layer.input_degrees)[None, :] < onp.asarray(layer.input_degrees)[:, None]
