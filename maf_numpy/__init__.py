@@ -16,22 +16,52 @@ code everywhere. ``conditional``, ``mog``, ``agnostic``, ``vi`` (ELBO and revers
 ``datasets``, ``plotting`` and the command line (``python -m maf_numpy``) sit on top.
 """
 
-from . import agnostic, conditional, datasets, fast, made, masks, mog, optim, timing, train, transforms, vi
+from . import (
+    agnostic,
+    bases,
+    conditional,
+    datasets,
+    fast,
+    made,
+    masks,
+    mog,
+    optim,
+    testing,
+    timing,
+    train,
+    transforms,
+    vi,
+)
+from .adam import Adam
 from .agnostic import OrderAgnosticMADE
+from .bases import Logistic, StandardNormal
 from .conditional import ConditionalMADE, ConditionalMAF
 from .densities import standard_normal_log_prob
 from .flows import IAF, MADE, MAF, Flow, RealNVP
 from .io import load, save
 from .mog import ConditionalMAFMoG, MADEMoG, MAFMoG
+from .npz import register_base_classes as register_base
+from .npz import register_flow_classes as register_flow
+from .npz import register_layer_classes as register_layer
 
 __all__ = [
     # flows
     "MADE", "MAF", "IAF", "RealNVP", "MADEMoG", "MAFMoG", "ConditionalMADE", "ConditionalMAF", "ConditionalMAFMoG",
     "OrderAgnosticMADE", "Flow",
-    # files and the base density
-    "load", "save", "standard_normal_log_prob",
+    # composition, files, base densities, training loops of your own
+    "register_layer", "register_base", "register_flow", "load", "save", "StandardNormal", "Logistic",
+    "standard_normal_log_prob", "Adam",
     # modules
-    "agnostic", "conditional", "datasets", "fast", "masks", "made", "mog", "optim", "timing", "train", "transforms",
-    "vi",
+    "agnostic", "bases", "conditional", "datasets", "fast", "masks", "made", "mog", "optim", "testing", "timing",
+    "train", "transforms", "vi",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    """``maf_numpy.plotting`` on first use: it imports matplotlib, which the core does not need."""
+    if name == "plotting":
+        import importlib
+
+        return importlib.import_module(".plotting", __name__)
+    raise AttributeError(f"module 'maf_numpy' has no attribute {name!r}")

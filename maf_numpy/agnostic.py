@@ -179,7 +179,7 @@ class OrderAgnosticMADE(Flow):
         ]
         config = {"dim": dim, "hidden": hidden, "num_masks": num_masks, "activation": activation,
                   "standardize": standardize, "dtype": dtype}
-        super().__init__(dim, layers, rng, config, dtype, fast)
+        super().__init__(dim, layers, rng=rng, fast=fast, dtype=dtype, config=config)
         self.num_masks = num_masks
 
     @property

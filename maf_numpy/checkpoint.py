@@ -21,9 +21,11 @@ __all__ = ["CHECKPOINT_VERSION", "RUN_OPTIONS", "FINISHED", "state_to_json", "st
 
 CHECKPOINT_VERSION = 1
 # The options that decide the trajectory: a resumed run must use the values the checkpoint was written with.
-RUN_OPTIONS = ("steps", "batch_size", "lr", "val_every", "patience", "val_fraction", "lr_decay", "ema")
+RUN_OPTIONS = ("steps", "batch_size", "lr", "val_every", "patience", "val_fraction", "lr_decay", "ema",
+               "weight_decay")
+OPTION_DEFAULTS = {"weight_decay": 0.0}  # for checkpoints written before the option existed
 BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
-FINISHED = ("completed", "early_stopped", "diverged")
+FINISHED = ("completed", "early_stopped", "diverged", "stopped")
 
 
 # --- the random generator's state as JSON text --------------------------------------------------------
@@ -153,7 +155,7 @@ def _check_same_run(meta, path, options, fingerprint):
                              f"with the data the run was started on ({path})")
     saved = meta["options"]
     for key in RUN_OPTIONS:
-        if saved.get(key) != options[key]:
+        if saved.get(key, OPTION_DEFAULTS.get(key)) != options[key]:
             raise ValueError(f"resume: the checkpoint's run used {key}={saved.get(key)!r}, this call has "
                              f"{key}={options[key]!r}; pass the same options to continue that run ({path})")
 

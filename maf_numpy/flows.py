@@ -45,12 +45,19 @@ G. Papamakarios, T. Pavlakou, I. Murray. Masked Autoregressive Flow for Density 
 """
 
 import contextlib
+import copy as _copy
+import inspect
+import warnings
+import weakref
 
 import autograd.numpy as np
+import numpy as onp
 from autograd.misc import flatten
 from autograd.tracer import isbox
 
 from . import fast
+from . import train as _train
+from .bases import StandardNormal
 from .building import (
     check_alpha_clamp,
     check_common,
@@ -59,9 +66,9 @@ from .building import (
     standardize_layers,
     with_batch_norm,
 )
-from .densities import LOG_2PI, logsumexp, standard_normal_log_prob
+from .densities import LOG_2PI, logsumexp, standard_normal_log_prob  # noqa: F401 - re-exported
 from .masks import HIDDEN_DEGREE_MODES, make_order
-from .npz import register_flow_classes, save_flow
+from .npz import check_state, register_flow_classes, save_flow, state_owners
 from .train import fit
 from .transforms import AffineCoupling, BatchNorm, IAFLayer, MAFLayer, apply_layer
 from .validation import (
@@ -70,6 +77,7 @@ from .validation import (
     check_choice,
     check_context,
     check_data,
+    check_dtype,
     check_params,
     check_positive_int,
     warn_if_not_finite,
@@ -80,21 +88,127 @@ __all__ = ["standard_normal_log_prob", "logsumexp", "LOG_2PI", "layer_orders", "
 
 
 class Flow:
-    """A normalising flow: a standard normal base and a list of layers (see the module docstring).
+    """A normalising flow: a base density and a list of layers (see the module docstring).
 
-    Subclasses (:class:`MADE`, :class:`MAF`, :class:`IAF`, :class:`RealNVP`) only build the layers.
+    ``Flow(dim, layers, base=None, rng=None, fast=True)`` composes any layers that follow the layer protocol
+    (:mod:`maf_numpy.transforms`: ``init_params``, ``inverse``, ``forward``, ``calls``, ``config``,
+    ``get_state``/``set_state``) over a base density (:mod:`maf_numpy.bases`; default: ``StandardNormal(dim)``).
+    ``layers[0]`` sits next to the data, ``layers[-1]`` next to the base. The classes :class:`MADE`,
+    :class:`MAF`, :class:`IAF`, :class:`RealNVP` (and the conditional, MoG and order-agnostic flows) are
+    flows whose constructors only build the layers.
+
+    Parameters
+    ----------
+    dim : int
+        Data dimension D.
+    layers : list
+        The layers, data side first.
+    base : base density or None
+        ``StandardNormal(dim)`` when None.
+    rng : int, numpy.random.Generator or None
+        Seeds the initial parameters.
+    fast : bool
+        Whether kernels of :mod:`maf_numpy.fast` may run (see :attr:`fast`).
+    dtype : {"float64", "float32"} or None
+        Defaults to the first layer's ``dtype`` (float64 if it has none).
+    config : dict or None
+        The constructor arguments of a subclass (what ``save`` stores and ``repr`` shows); None for a
+        composition, which saves as its layers' and base's ``config()``.
+
+    Attributes
+    ----------
+    params : list of dict
+        One dict of arrays per layer, then the base's when it has parameters: the pytree ``autograd.grad``
+        differentiates. Layer *state* (Standardize shift and scale, BatchNorm statistics, degrees) is not in it:
+        :meth:`state` returns both.
     """
 
-    def __init__(self, dim, layers, rng, config, dtype="float64", fast=True):
-        self.dim = dim
-        self.dtype = np.dtype(dtype)
-        self.layers = layers
-        self.params = [layer.init_params(as_generator(rng)) for layer in layers]
+    def __init__(self, dim, layers, base=None, rng=None, fast=True, dtype=None, config=None):
+        self.dim = check_positive_int(dim, "dim")
+        self.layers = _check_layers(layers)
+        if dtype is None:
+            dtype = next((layer.dtype for layer in self.layers if hasattr(layer, "dtype")), "float64")
+        self.dtype = np.dtype(check_dtype(dtype))
+        self.base = StandardNormal(self.dim, self.dtype) if base is None else _check_base(base, self.dim)
+        rng = as_generator(rng)
+        params = [layer.init_params(rng) for layer in self.layers]
+        base_params = self.base.init_params(rng)
+        self._base_has_params = bool(base_params)
+        self._param_tree = params + [base_params] if base_params else params
         self.config = config
-        self.context_dim = config.get("context_dim", 0)  # C > 0 for the conditional flows (MAF paper §3.4)
+        self.context_dim = (config or {}).get("context_dim", 0)  # C > 0 for the conditional flows (MAF §3.4)
         self.fast = fast
         self.passes = 0
-        self.passes_per_layer = [0] * len(layers)
+        self.passes_per_layer = [0] * len(self._counted())
+        _FLOWS.add(self)
+
+    @property
+    def params(self):
+        """The trainable numbers: a list with one dict of arrays per layer (then the base's, if it has any)."""
+        return self._param_tree
+
+    @params.setter
+    def params(self, value):
+        holders = [other for other in list(_FLOWS) if other is not self and value is other._param_tree]
+        if holders and all(_state_differs(self, other) for other in holders):
+            warnings.warn(
+                "these params belong to another flow whose layer state differs from this flow's (Standardize "
+                "shift and scale, BatchNorm statistics or degrees are state, not params), so this flow would "
+                "compute another density. Copy both with flow.load_state(other.state()), or use other.copy()",
+                UserWarning, stacklevel=2)
+        self._param_tree = value
+
+    def state(self):
+        """Everything that defines the model, as plain arrays: ``{"params": the params pytree, "layers": [each
+        layer's get_state()], "base": the base's get_state()}`` (copies). :meth:`load_state` puts it back."""
+        return {"params": _copy.deepcopy(self._param_tree),
+                "layers": [{key: onp.array(value) for key, value in layer.get_state().items()}
+                           for layer in self.layers],
+                "base": {key: onp.array(value) for key, value in self.base.get_state().items()}}
+
+    def load_state(self, state):
+        """Install a :meth:`state` of a flow with the same structure: parameters and layer state. Everything is
+        checked (keys, shapes, dtypes, finite values) before anything changes. Returns the flow."""
+        if not isinstance(state, dict) or set(state) != {"params", "layers", "base"}:
+            raise ValueError(f"state must be a dict with the keys 'params', 'layers' and 'base' (from flow.state()), "
+                             f"got {type(state).__name__}")
+        params = check_params(state["params"], self._param_tree, "state['params']")
+        owners, saved = state_owners(self), [*state["layers"], state["base"]]
+        if not isinstance(state["layers"], (list, tuple)) or len(saved) != len(owners):
+            raise ValueError(f"state['layers'] must hold {len(self.layers)} layer states, one per layer")
+        for k, (owner, entries) in enumerate(zip(owners, saved)):
+            expected = owner.get_state()
+            if not isinstance(entries, dict) or set(entries) != set(expected):
+                raise ValueError(f"layer state {k} must have the keys {sorted(expected)}, got "
+                                 f"{sorted(entries) if isinstance(entries, dict) else type(entries).__name__}")
+            for name, value in entries.items():
+                check_state(f"state[{k}][{name!r}]", onp.asarray(value), expected[name], self.dim, "state")
+        for owner, entries in zip(owners, saved):
+            owner.set_state({name: onp.array(value) for name, value in entries.items()})
+        self._param_tree = _copy.deepcopy(list(params))
+        return self
+
+    def copy(self):
+        """An independent duplicate: same class, structure, layer state and parameters (a deep copy)."""
+        duplicate = _copy.deepcopy(self)
+        _FLOWS.add(duplicate)
+        return duplicate
+
+    @property
+    def backward(self):
+        raise AttributeError(
+            f"{type(self).__name__} has no 'backward'. maf_numpy names the maps by direction as the MAF paper, TFP "
+            f"and Pyro do: inverse(x) -> (z, log|det dz/dx|) normalises (x -> z; nflows' forward, nflib's forward), "
+            f"forward(z) -> (x, log|det dx/dz|) generates (z -> x; nflows' inverse, nflib's backward). See the "
+            f"direction table in the README")
+
+    def _base_params(self, params):
+        """The base's entry of a params pytree (``{}`` for a base without parameters)."""
+        return params[-1] if self._base_has_params else {}
+
+    def _counted(self):
+        """What ``passes_per_layer`` counts: the layers, then the base when it has a network."""
+        return self.layers + [self.base] if self._base_has_params else self.layers
 
     @property
     def fast(self):
@@ -123,6 +237,8 @@ class Flow:
         ``fast=False``, exactly the loop below runs.
         """
         layers = self.layers if layers is None else layers
+        if len(params) > len(layers):
+            params = params[:len(layers)]  # the layers' entries (the base's, when it has any, comes last)
         kernel = fast.select(layers, direction, params, v, y) if self.fast else None
         if kernel is not None:
             return kernel(layers, params, v, y)
@@ -141,16 +257,7 @@ class Flow:
         The pure function behind :meth:`log_prob` (no checks, no pass counting): what ``fit`` differentiates.
         """
         z, log_det = self.run("inverse", params, x, y)
-        return self._base_log_prob(params, z, y) + log_det
-
-    # --- the base density: N(0, I) here; a flow with another base (maf_numpy.mog) overrides these two ---
-    def _base_log_prob(self, params, z, y=None):
-        """log p_base(z), shape (n,): the standard normal, log N(z; 0, I). (y: a conditional base's context.)"""
-        return standard_normal_log_prob(z)
-
-    def _base_sample(self, params, n, rng, y=None):
-        """n draws from the base, shape (n, D): z ~ N(0, I), drawn in float64 and cast to the flow's dtype."""
-        return self._cast(rng.standard_normal((n, self.dim)))
+        return self.base.log_prob(self._base_params(params), z, y) + log_det
 
     # --- public methods: validate, choose params, count passes, call the pure function -------------
     def _cast(self, x):
@@ -168,12 +275,12 @@ class Flow:
 
     @contextlib.contextmanager
     def _counting_passes(self):
-        for layer in self.layers:
-            layer.calls = 0
+        for counted in self._counted():
+            counted.calls = 0
         try:
             yield
         finally:
-            self.passes_per_layer = [layer.calls for layer in self.layers]
+            self.passes_per_layer = [counted.calls for counted in self._counted()]
             self.passes = sum(self.passes_per_layer)
 
     def inverse(self, x, params=None):
@@ -190,7 +297,7 @@ class Flow:
         return self._public_log_prob(x, None, params)
 
     def sample(self, n, rng=None, params=None):
-        """Draw n points: z from the base (N(0, I) unless a subclass overrides ``_base_sample``), x = forward(z).
+        """Draw n points: z from the base density (``flow.base``, N(0, I) by default), x = forward(z).
         Returns an array of shape (n, D) in the flow's dtype.
 
         z is drawn in float64 and then cast, so flows of either dtype draw the same z from the same seed.
@@ -233,19 +340,21 @@ class Flow:
         rng = as_generator(rng)
         params = self._params(params)
         with self._counting_passes():
-            x = self.run("forward", params, self._base_sample(params, n, rng, y), y)[0]
+            z = self._cast(self.base.sample(self._base_params(params), n, rng, y))
+            x = self.run("forward", params, z, y)[0]
         return warn_if_not_finite(x, "sample", "the base draws z")
 
-    def _last_layer_outputs(self, x, y, params, outputs):
-        """``outputs(params[-1], v, y)`` of the last layer (its network's conditionals), where v is x pushed
-        through every layer before it (Standardize, ...): what ``conditionals`` of the MADE flows returns."""
+    def _outputs_after(self, k, x, y, params, outputs):
+        """``outputs(params[k], v, y)`` where v is x pushed through ``layers[:k]`` (Standardize, ...): the
+        conditionals of the network of layer k (or of the base, k = len(layers)), what ``conditionals`` of the
+        MADE and MoG flows returns."""
         x = self._cast(check_data(x, self.dim, "x"))
         y = self._context(y, x.shape[0])
         params = self._params(params)
         with self._counting_passes():
-            for layer, p in zip(self.layers[:-1], params[:-1]):
+            for layer, p in zip(self.layers[:k], params[:k]):
                 x, _ = apply_layer(layer, "inverse", p, x, y)
-            return outputs(params[-1], x, y)
+            return outputs(params[k], x, y)
 
     def _context(self, y, n):
         """None for an unconditional flow; else y checked and cast: shape (n, C), or (C,) for all n rows."""
@@ -311,6 +420,24 @@ class Flow:
         :meth:`refresh_state` must recompute after the parameters change."""
         return any(isinstance(layer, BatchNorm) for layer in self.layers)
 
+    def initialize(self, x, y=None):
+        """Data-dependent initialisation (e.g. ActNorm, Kingma & Dhariwal 2018, §3.1): push x (n, D) through the
+        layers in the normalising direction; every layer with an ``initialize(params, x) -> params`` method that
+        is not yet initialised (``layer.initialized`` False) replaces its parameters by what it returns, computed
+        from the x it receives, before x goes on through it. ``fit`` calls this once before training, after
+        fitting the Standardize layer. Layers without the method are unaffected. Returns the flow."""
+        x = self._cast(check_data(x, self.dim, "x"))
+        y = self._context(y, x.shape[0])
+        pending = [k for k, layer in enumerate(self.layers)
+                   if callable(getattr(layer, "initialize", None)) and not getattr(layer, "initialized", True)]
+        params = list(self._param_tree)
+        for k, layer in enumerate(self.layers[:max(pending, default=-1) + 1]):
+            if k in pending:
+                params[k] = layer.initialize(params[k], x)
+            x = apply_layer(layer, "inverse", params[k], x, y)[0]
+        self._param_tree = params
+        return self
+
     def refresh_state(self, x, params=None, batch=4096, y=None):
         """Set every BatchNorm layer's evaluation statistics from data x pushed through the layers below it.
 
@@ -346,17 +473,63 @@ class Flow:
         """Number of trainable numbers in ``params``."""
         return int(flatten(self.params)[0].size)
 
-    def fit(self, x_train, x_val=None, **options):
-        """Fit by maximum likelihood with minibatch Adam; see :func:`maf_numpy.train.fit`."""
+    def fit(self, x_train=None, x_val=None, **options):
         return fit(self, x_train, x_val, **options)
+
+    fit.__doc__ = _train.fit.__doc__
+    fit.__signature__ = inspect.signature(_train.fit).replace(parameters=[
+        inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+        *list(inspect.signature(_train.fit).parameters.values())[1:]])
 
     def save(self, path):
         """Save to ``path`` (.npz, no pickle); :func:`maf_numpy.load` reads it back bit for bit."""
         save_flow(self, path)
 
     def __repr__(self):
+        if self.config is None:  # a composition: its layers and base
+            layers = ",\n".join(f"    {layer!r}" for layer in self.layers)
+            return (f"Flow(dim={self.dim}, layers=[\n{layers}\n], base={self.base!r}, dtype={self.dtype.name!r}"
+                    f"{'' if self.fast else ', fast=False'})")
         arguments = ", ".join(f"{key}={value!r}" for key, value in self.config.items())
         return f"{type(self).__name__}({arguments}{'' if self.fast else ', fast=False'})"
+
+
+_FLOWS = weakref.WeakSet()  # every live flow, so that params assigned from another flow can be recognised
+
+
+def _state_differs(flow, other):
+    """Whether two flows of the same structure (the same layer and base classes) hold different state arrays:
+    the numbers that params do not carry (Standardize shift and scale, BatchNorm statistics, degrees)."""
+    owners, others = state_owners(flow), state_owners(other)
+    if [type(a) for a in owners] != [type(b) for b in others]:
+        return False  # another structure: nothing to compare
+    for a, b in zip(owners, others):
+        state_a, state_b = a.get_state(), b.get_state()
+        if set(state_a) != set(state_b) or not all(onp.array_equal(state_a[key], state_b[key]) for key in state_a):
+            return True
+    return False
+
+
+def _check_layers(layers):
+    if not isinstance(layers, (list, tuple)):
+        raise TypeError(f"layers must be a list of layers, got {type(layers).__name__} {layers!r}")
+    for k, layer in enumerate(layers):
+        missing = [name for name in ("init_params", "forward", "inverse") if not callable(getattr(layer, name, None))]
+        if missing or not hasattr(layer, "calls"):
+            raise TypeError(f"layers[{k}] ({type(layer).__name__}) does not follow the layer protocol: it lacks "
+                            f"{missing + ([] if hasattr(layer, 'calls') else ['calls'])} (see maf_numpy.transforms)")
+    return list(layers)
+
+
+def _check_base(base, dim):
+    missing = [name for name in ("init_params", "log_prob", "sample", "get_state", "set_state")
+               if not callable(getattr(base, name, None))]
+    if missing or not hasattr(base, "calls"):
+        raise TypeError(f"base ({type(base).__name__}) does not follow the base-density protocol: it lacks "
+                        f"{missing + ([] if hasattr(base, 'calls') else ['calls'])} (see maf_numpy.bases)")
+    if getattr(base, "D", dim) != dim:
+        raise ValueError(f"base must have D = dim = {dim}, got a base of dimension {base.D}")
+    return base
 
 
 class AutoregressiveFlow(Flow):
@@ -378,7 +551,7 @@ class AutoregressiveFlow(Flow):
                   "orders": [order.tolist() for order in order_list], "hidden_degrees": hidden_degrees,
                   "activation": activation, "standardize": standardize, "dtype": dtype,
                   **optional_config(batch_norm, alpha_clamp, context_dim)}
-        super().__init__(dim, layers, rng, config, dtype, fast)
+        super().__init__(dim, layers, rng=rng, fast=fast, dtype=dtype, config=config)
 
 
 class MAF(AutoregressiveFlow):
@@ -443,10 +616,10 @@ class IAF(AutoregressiveFlow):
         n = check_positive_int(n, "n")
         rng = as_generator(rng)
         params = self._params(params)
-        z = self._cast(rng.standard_normal((n, self.dim)))
+        z = self._cast(self.base.sample(self._base_params(params), n, rng))
         with self._counting_passes():
             x, log_det = self.run("forward", params, z)
-        return x, standard_normal_log_prob(z) - log_det
+        return x, self.base.log_prob(self._base_params(params), z) - log_det
 
 
 class RealNVP(Flow):
@@ -455,21 +628,31 @@ class RealNVP(Flow):
     One network pass per layer in both directions. Same arguments as :class:`MAF` except that there are
     no orderings: layer k conditions on the first half when k is even and on the second when k is odd.
     Needs ``dim >= 2``. ``batch_norm=True`` puts a BatchNorm between consecutive coupling layers.
+    ``alpha_clamp=c`` soft-clamps every layer's log-scale as in :class:`MAF` (None, the default, is the
+    paper's form). ``orders`` and ``hidden_degrees`` are refused with a ValueError: they exist only to say
+    so, since a coupling layer has no ordering to choose. (The additive coupling of NICE and Glow-style
+    stacks are compositions: ``Flow(dim, [AffineCoupling(..., scale=False), ActNorm(dim), LinearLU(dim), ...])``.)
     """
 
     def __init__(self, dim, num_layers=5, hidden=(64, 64), activation="relu", standardize=True, rng=None,
-                 dtype="float64", batch_norm=False, fast=True):
+                 dtype="float64", batch_norm=False, fast=True, alpha_clamp=None, orders=None, hidden_degrees=None):
+        for name, value in (("orders", orders), ("hidden_degrees", hidden_degrees)):
+            if value is not None:
+                raise ValueError(f"RealNVP takes no {name} (got {value!r}): it has no orderings. Its coupling layers "
+                                 f"split x into two halves, alternating between layers, and each half is "
+                                 f"transformed given the other; MAF and IAF take orders and hidden_degrees")
         dim, num_layers, hidden, dtype = check_common(dim, num_layers, hidden, activation, dtype)
         if dim < 2:
             raise ValueError(f"dim must be at least 2 for RealNVP (a coupling layer splits x in two), got {dim}")
+        alpha_clamp = check_alpha_clamp(alpha_clamp)
         rng = as_generator(rng)
         layers = standardize_layers(dim, standardize, dtype) + with_batch_norm([
-            AffineCoupling(dim, hidden, flip=bool(k % 2), activation=activation, dtype=dtype)
+            AffineCoupling(dim, hidden, flip=bool(k % 2), activation=activation, dtype=dtype, alpha_clamp=alpha_clamp)
             for k in range(num_layers)
         ], batch_norm, dim, dtype)
         config = {"dim": dim, "num_layers": num_layers, "hidden": hidden, "activation": activation,
-                  "standardize": standardize, "dtype": dtype, **optional_config(batch_norm)}
-        super().__init__(dim, layers, rng, config, dtype, fast)
+                  "standardize": standardize, "dtype": dtype, **optional_config(batch_norm, alpha_clamp)}
+        super().__init__(dim, layers, rng=rng, fast=fast, dtype=dtype, config=config)
 
 
 class MADE(Flow):
@@ -514,7 +697,7 @@ class MADE(Flow):
         config = {"dim": dim, "hidden": hidden, "order": made_order.tolist(), "hidden_degrees": hidden_degrees,
                   "activation": activation, "standardize": standardize, "dtype": dtype,
                   **optional_config(alpha_clamp=alpha_clamp, context_dim=context_dim)}
-        super().__init__(dim, layers, rng, config, dtype, fast)
+        super().__init__(dim, layers, rng=rng, fast=fast, dtype=dtype, config=config)
 
     @property
     def made_layer(self):
@@ -535,7 +718,7 @@ class MADE(Flow):
         return self._conditionals(x, None, params)
 
     def _conditionals(self, x, y, params):
-        return self._last_layer_outputs(x, y, params, self.made_layer.conditioner)
+        return self._outputs_after(len(self.layers) - 1, x, y, params, self.made_layer.conditioner)
 
 
 register_flow_classes(MADE, MAF, IAF, RealNVP)

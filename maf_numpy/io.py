@@ -5,8 +5,19 @@
 here: :data:`CLASSES`.
 """
 
-from . import agnostic, conditional, flows, mog  # noqa: F401 - importing them registers their flow classes
-from .npz import FLOW_CLASSES, HEADER_KEYS, fill_params, install_layer_state, read_arrays, read_header, resolve_path
+from . import agnostic, bases, conditional, mog, transforms  # noqa: F401 - importing them registers their classes
+from .flows import Flow
+from .npz import (
+    BASE_CLASSES,
+    FLOW_CLASSES,
+    HEADER_KEYS,
+    LAYER_CLASSES,
+    fill_params,
+    install_layer_state,
+    read_arrays,
+    read_header,
+    resolve_path,
+)
 from .npz import save_flow as save
 
 __all__ = ["CLASSES", "save", "load"]
@@ -41,7 +52,7 @@ def load(path):
     if "hidden" in config and isinstance(config["hidden"], list):
         config["hidden"] = tuple(config["hidden"])
     try:
-        flow = CLASSES[class_name](**config, rng=0)
+        flow = _composition(config, path) if class_name == "Flow" else CLASSES[class_name](**config, rng=0)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{path}: the configuration in the file is not valid for {class_name}: {error}") from error
     used = set(HEADER_KEYS)
@@ -52,3 +63,17 @@ def load(path):
         raise ValueError(f"{path} holds entries its configuration does not explain: {extra[:5]}"
                          f"{' ...' if len(extra) > 5 else ''}; it is damaged or was written by something else")
     return flow
+
+
+def _composition(config, path):
+    """A composed ``Flow`` rebuilt from its layers' and base's registered classes and ``config()``."""
+    def build(spec, registry, what, register):
+        name = spec.get("class") if isinstance(spec, dict) else None
+        if name not in registry:
+            raise ValueError(f"{path} holds a {what} of class {name!r}, which is not registered here: define it "
+                             f"and call maf_numpy.{register}({name}) before loading")
+        return registry[name](**spec["config"])
+
+    layers = [build(spec, LAYER_CLASSES, "layer", "register_layer") for spec in config["layers"]]
+    base = build(config["base"], BASE_CLASSES, "base density", "register_base")
+    return Flow(config["dim"], layers, base=base, rng=0, dtype=config["dtype"])

@@ -7,8 +7,9 @@ A Gaussian MADE (Germain et al. 2015) models each conditional of the chain rule 
 and computes all the mu_i and alpha_i in one pass of a masked network. The masks (``masks.py``) make
 output i depend only on inputs of lower degree. This module holds the network only: the structure
 (widths, degrees, masks) lives in a small object, :class:`MADENetwork`, the numbers in a plain dict of
-arrays, and the math in the pure function :func:`made_apply`, so that ``autograd.grad`` can differentiate it
-with respect to the parameters and ``autograd.jacobian`` with respect to the input.
+arrays, and the math in the pure function :func:`made_apply` (the hidden layers, :func:`made_hidden`, then
+the two heads), so that ``autograd.grad`` can differentiate it with respect to the parameters and
+``autograd.jacobian`` with respect to the input.
 
 Parameters of one MADE with ``hidden=(H_1, ..., H_L)``::
 
@@ -33,7 +34,7 @@ from autograd.extend import defvjp, primitive
 
 from . import masks as _masks
 
-__all__ = ["ACTIVATIONS", "relu", "masked_dense", "made_apply", "init_made_params", "MADENetwork"]
+__all__ = ["ACTIVATIONS", "relu", "masked_dense", "made_hidden", "made_apply", "init_made_params", "MADENetwork"]
 
 
 def relu(a):
@@ -78,6 +79,36 @@ defvjp(masked_dense,
        lambda out, h, W, b, M: lambda g: np.sum(g, axis=0))
 
 
+def made_hidden(params, x, masks=None, activation="relu"):
+    """The hidden layers of a MADE (or of a plain MLP), without the output heads (MADE §4).
+
+        h_l = act(h_{l-1} @ (M_l * W_l) + b_l),     h_0 = x,     returns h_L
+
+    Parameters
+    ----------
+    params : dict
+        Holds at least ``{"W": [W_1, ..., W_L], "b": [b_1, ..., b_L]}`` (see the module docstring); the heads
+        are not read.
+    x : ndarray of shape (n, D_in)
+    masks : list of ndarray or None
+        The ``L + 1`` masks of :func:`made_apply` (the last one, the heads', is not used here); ``None`` means
+        a fully connected network.
+    activation : {"relu", "tanh"}
+
+    Returns
+    -------
+    h_L : ndarray of shape (n, H_L)
+        The last hidden layer (x itself when there is no hidden layer, L = 0).
+    """
+    act = ACTIVATIONS[activation]
+    if masks is None:
+        masks = [1.0] * (len(params["W"]) + 1)
+    h = x
+    for W, b, M in zip(params["W"], params["b"], masks[:-1]):
+        h = act(masked_dense(h, W, b, M))  # (n, H_l)
+    return h
+
+
 def made_apply(params, x, masks=None, activation="relu"):
     """Compute the Gaussian conditionals' parameters in one masked pass (MAF §3.1; MADE §4).
 
@@ -100,19 +131,14 @@ def made_apply(params, x, masks=None, activation="relu"):
         Shift and log-scale. With MADE masks, ``mu[:, i]`` and ``alpha[:, i]`` depend only on the inputs
         whose degree is lower than that of input i.
     """
-    act = ACTIVATIONS[activation]
-    if masks is None:
-        masks = [1.0] * (len(params["W"]) + 1)
-    h = x
-    for W, b, M in zip(params["W"], params["b"], masks[:-1]):
-        h = act(masked_dense(h, W, b, M))  # (n, H_l)
-    M_V = masks[-1]  # the output mask is shared by both heads
-    mu = masked_dense(h, params["W_mu"], params["b_mu"], M_V)
-    alpha = masked_dense(h, params["W_alpha"], params["b_alpha"], M_V)
+    h_L = made_hidden(params, x, masks, activation)  # the hidden layers: (n, H_L)
+    M_V = 1.0 if masks is None else masks[-1]  # the output mask is shared by both heads
+    mu = masked_dense(h_L, params["W_mu"], params["b_mu"], M_V)
+    alpha = masked_dense(h_L, params["W_alpha"], params["b_alpha"], M_V)
     return mu, alpha
 
 
-def init_made_params(D_in, hidden, D_out, rng, output_scale=0.1, dtype="float64"):
+def init_made_params(D_in, hidden, D_out, rng, output_scale=0.1, dtype="float64", heads=("mu", "alpha")):
     """Draw initial parameters: W ~ N(0, 1/fan_in), zero biases, small output heads.
 
     The output weights are scaled by ``output_scale`` so that a fresh layer is close to the identity
@@ -128,6 +154,9 @@ def init_made_params(D_in, hidden, D_out, rng, output_scale=0.1, dtype="float64"
     output_scale : float
     dtype : {"float64", "float32"}
         Type of every array (drawn in float64, then cast, so both types start from the same numbers).
+    heads : tuple of str
+        The output heads to draw, ``W_<head>`` (H_L, D_out) and ``b_<head>`` (D_out,) each, in this order.
+        ``("mu",)`` gives the shift head alone (the additive coupling of NICE has no log-scale).
 
     Returns
     -------
@@ -139,7 +168,7 @@ def init_made_params(D_in, hidden, D_out, rng, output_scale=0.1, dtype="float64"
         params["W"].append(rng.normal(0.0, 1.0 / np.sqrt(fan_in), size=(fan_in, fan_out)))
         params["b"].append(np.zeros(fan_out))
     H_L = widths[-1]
-    for head in ("mu", "alpha"):
+    for head in heads:
         params["W_" + head] = rng.normal(0.0, output_scale / np.sqrt(H_L), size=(H_L, D_out))
         params["b_" + head] = np.zeros(D_out)
     return {key: [onp.asarray(a, dtype=dtype) for a in value] if isinstance(value, list) else

@@ -21,12 +21,10 @@ A MAF MoG is a MAF whose base density is a MADE MoG instead of N(0, I) (MAF pape
 
     log p(x) = log p_MoG(z) + log|det dz/dx|,    (z, log|det dz/dx|) = inverse(x)
 
-Both are :class:`maf_numpy.flows.Flow` subclasses, so ``fit``, ``save``/``load``, the Standardize layer,
-``params`` (one dict per layer) and pass counting work as for MAF. The MADE MoG sits at the end of
-``layers`` as :class:`MADEMoGBase`: an identity map (log-det 0) that holds the base's network, parameters
-and degrees, and whose density and sampler the flow's base hooks (``Flow._base_log_prob``,
-``Flow._base_sample``) call. ``log_prob`` takes K + 1 network passes (K MAF layers and the base), ``sample``
-K * D + D.
+Both are :class:`maf_numpy.flows.Flow` subclasses whose base density (``flow.base``) is a :class:`MADEMoGBase`
+instead of N(0, I), so ``fit``, ``save``/``load``, the Standardize layer, ``params`` (one dict per layer, then
+the base's) and pass counting work as for MAF. ``log_prob`` takes K + 1 network passes (K MAF layers and the
+base), ``sample`` K * D + D.
 
 Parameters of one MADE MoG with ``hidden=(H_1, ..., H_L)`` and C components::
 
@@ -50,9 +48,9 @@ from .building import check_common, check_context_dim, layer_orders, optional_co
 from .conditional import ConditionalMixin
 from .densities import LOG_2PI, logsumexp
 from .flows import Flow
-from .made import ACTIVATIONS, MADENetwork, init_made_params, masked_dense
+from .made import MADENetwork, init_made_params, made_hidden, masked_dense
 from .masks import HIDDEN_DEGREE_MODES, make_order
-from .npz import register_flow_classes
+from .npz import register_base_classes, register_flow_classes
 from .transforms import MADELayerBase, MAFLayer, solve_autoregressive
 from .validation import as_generator, check_choice, check_positive_int
 
@@ -93,12 +91,9 @@ def mog_apply(params, x, masks, head_mask, C, activation="relu"):
         Means, log-standard deviations and log mixture weights (``logsumexp(log_w, axis=-1) == 0``).
         With MADE masks, entry ``[:, i, :]`` depends only on the inputs of lower degree than input i.
     """
-    act = ACTIVATIONS[activation]
-    h = x
-    # The Gaussian MADE's hidden layers (maf_numpy.made.made_apply), unchanged: a context y enters as extra
-    # inputs of degree 0 in the first layer and reaches every head.
-    for W, b, M in zip(params["W"], params["b"], masks[:-1]):
-        h = act(masked_dense(h, W, b, M))  # (n, H_l)
+    # The Gaussian MADE's hidden layers, unchanged: a context y enters as extra inputs of degree 0 in the first
+    # layer and reaches every head.
+    h = made_hidden(params, x, masks, activation)  # (n, H_L)
     n, D = x.shape[0], head_mask.shape[1] // C
     mu, alpha, logit = (masked_dense(h, params["W_" + head], params["b_" + head], head_mask).reshape(n, D, C)
                         for head in HEADS)
@@ -212,33 +207,33 @@ class MADEMoGNetwork(MADENetwork):
 
 
 class MADEMoGBase(MADELayerBase):
-    """A MADE MoG as the base density at the end of a flow's ``layers`` (see the module docstring).
+    """A MADE MoG as a flow's base density (``flow.base``; see the module docstring and :mod:`maf_numpy.bases`).
 
-    As a map it is the identity (``forward`` and ``inverse`` return their input and a zero log-det): it is in
-    ``layers`` so that its parameters, degrees and pass counts travel with the flow's (``params[-1]``,
-    ``save``/``load``, ``flow.passes``). Its density and sampler are :meth:`log_prob` and :meth:`sample`.
+    Its parameters are the flow's last ``params`` entry, its degrees are saved with the flow, and its network
+    passes are the last entry of ``flow.passes_per_layer``. Its density and sampler are :meth:`log_prob` and
+    :meth:`sample`.
 
     Parameters
     ----------
     D, hidden, components, order, hidden_degrees, activation, rng, dtype
         As in :class:`MADEMoGNetwork`.
+    degrees : list of ndarray or None
+        Explicit degrees, overriding ``order`` and ``hidden_degrees`` (``load`` of a composed flow).
     """
 
     def __init__(self, D, hidden=(64, 64), components=10, order="sequential", hidden_degrees="sequential",
-                 activation="relu", rng=None, dtype="float64", context_dim=0):
+                 activation="relu", rng=None, dtype="float64", context_dim=0, degrees=None):
         self.D = D
         self.context_dim = context_dim
-        self.network = MADEMoGNetwork(D, hidden, components, order, hidden_degrees, activation, rng, dtype=dtype,
-                                      context_dim=context_dim)
-        self.input_degrees = onp.ones(D, dtype=int)  # as a map it is the identity: diagonal Jacobian
+        self.network = MADEMoGNetwork(D, hidden, components, order, hidden_degrees, activation, rng, degrees,
+                                      dtype=dtype, context_dim=context_dim)
 
-    def forward(self, params, z, y=None):
-        """The identity, z -> z, with log-det 0: the base density is applied by the flow, not here."""
-        return z, np.zeros(z.shape[0], dtype=self.dtype)
-
-    def inverse(self, params, x, y=None):
-        """The identity, x -> x, with log-det 0: the base density is applied by the flow, not here."""
-        return x, np.zeros(x.shape[0], dtype=self.dtype)
+    def config(self):
+        """The constructor's keyword arguments, degrees included (``save``/``load`` of a composed flow)."""
+        options = {"context_dim": self.context_dim} if self.context_dim else {}
+        return {"D": self.D, "hidden": list(self.network.hidden), "components": self.network.C,
+                "degrees": [m.tolist() for m in self.degrees], "activation": self.network.activation,
+                "dtype": self.dtype.name, **options}
 
     def conditionals(self, params, z, y=None):
         """(mu, alpha, log_w) of the mixture conditionals at z (given the context y of a conditional base),
@@ -272,18 +267,7 @@ class MADEMoGBase(MADELayerBase):
 
 
 class _MixtureBase:
-    """The base hooks of :class:`maf_numpy.flows.Flow` for a flow whose last layer is a :class:`MADEMoGBase`."""
-
-    @property
-    def base(self):
-        """The :class:`MADEMoGBase` (``layers[-1]``; its parameters are ``params[-1]``)."""
-        return self.layers[-1]
-
-    def _base_log_prob(self, params, z, y=None):
-        return self.base.log_prob(params[-1], z, y)
-
-    def _base_sample(self, params, n, rng, y=None):
-        return self.base.sample(params[-1], n, rng, y)
+    """What the flows whose base is a :class:`MADEMoGBase` add: the base's conditionals at x."""
 
     def conditionals(self, x, params=None):
         """(mu, alpha, log_w) of the base's mixture conditionals at x, each (n, D, C).
@@ -294,7 +278,7 @@ class _MixtureBase:
         return self._conditionals(x, None, params)
 
     def _conditionals(self, x, y, params):
-        return self._last_layer_outputs(x, y, params, self.base.conditionals)
+        return self._outputs_after(len(self.layers), x, y, params, self.base.conditionals)
 
 
 def _check_components(components):
@@ -336,13 +320,12 @@ class MADEMoG(_MixtureBase, Flow):
         check_choice(hidden_degrees, HIDDEN_DEGREE_MODES, "hidden_degrees")
         rng = as_generator(rng)
         made_order = make_order(dim, order, rng)
-        layers = standardize_layers(dim, standardize, dtype) + [
-            MADEMoGBase(dim, hidden, components, made_order, hidden_degrees, activation, rng, dtype=dtype)
-        ]
+        base = MADEMoGBase(dim, hidden, components, made_order, hidden_degrees, activation, rng, dtype=dtype)
         config = {"dim": dim, "hidden": hidden, "components": components, "order": made_order.tolist(),
                   "hidden_degrees": hidden_degrees, "activation": activation, "standardize": standardize,
                   "dtype": dtype}
-        super().__init__(dim, layers, rng, config, dtype, fast)
+        super().__init__(dim, standardize_layers(dim, standardize, dtype), base=base, rng=rng, fast=fast,
+                         dtype=dtype, config=config)
 
     @property
     def degrees(self):
@@ -388,13 +371,14 @@ class MAFMoG(_MixtureBase, Flow):
         layers = standardize_layers(dim, standardize, dtype) + [
             MAFLayer(dim, hidden, order, hidden_degrees, activation, rng, dtype=dtype, context_dim=context_dim)
             for order in order_list[:-1]
-        ] + [MADEMoGBase(dim, hidden, components, order_list[-1], hidden_degrees, activation, rng, dtype=dtype,
-                         context_dim=context_dim)]
+        ]
+        base = MADEMoGBase(dim, hidden, components, order_list[-1], hidden_degrees, activation, rng, dtype=dtype,
+                           context_dim=context_dim)
         config = {"dim": dim, "num_layers": num_layers, "hidden": hidden, "components": components,
                   "orders": [order.tolist() for order in order_list], "hidden_degrees": hidden_degrees,
                   "activation": activation, "standardize": standardize, "dtype": dtype,
                   **optional_config(context_dim=context_dim)}
-        super().__init__(dim, layers, rng, config, dtype, fast)
+        super().__init__(dim, layers, base=base, rng=rng, fast=fast, dtype=dtype, config=config)
 
 
 class ConditionalMAFMoG(ConditionalMixin, MAFMoG):
@@ -418,3 +402,4 @@ class ConditionalMAFMoG(ConditionalMixin, MAFMoG):
 
 
 register_flow_classes(MADEMoG, MAFMoG, ConditionalMAFMoG)
+register_base_classes(MADEMoGBase)

@@ -31,20 +31,76 @@ import numpy as np
 from numpy.lib.npyio import NpzFile
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "CHECKPOINT_FORMAT_NAME", "HEADER_KEYS", "FLOW_CLASSES",
-           "register_flow_classes", "save_flow", "model_header", "flatten_params", "fill_params", "check_version",
-           "layer_state_arrays", "atomic_savez", "resolve_path", "read_arrays", "read_header", "install_layer_state"]
+           "LAYER_CLASSES", "BASE_CLASSES", "register_flow_classes", "register_layer_classes",
+           "register_base_classes", "state_owners", "composition_config", "save_flow", "model_header",
+           "flatten_params", "fill_params", "check_version", "layer_state_arrays", "atomic_savez", "resolve_path",
+           "read_arrays", "read_header", "check_state", "install_layer_state"]
 
 FORMAT_NAME = "maf_numpy"
 FORMAT_VERSION = 1
 CHECKPOINT_FORMAT_NAME = "maf_numpy-checkpoint"  # written by train.fit(checkpoint=...), read by resume=
 FLOW_CLASSES = {}  # class name -> class, filled by register_flow_classes in the flow modules
+LAYER_CLASSES = {}  # the same for the layers of a composed mf.Flow(dim, layers, base=...)
+BASE_CLASSES = {}  # and for its base density
+LAYER_PROTOCOL = ("init_params", "forward", "inverse", "config", "get_state", "set_state")
+BASE_PROTOCOL = ("init_params", "log_prob", "sample", "config", "get_state", "set_state")
+
+
+def _register(registry, classes, what, protocol):
+    for cls in classes:
+        if not isinstance(cls, type):
+            raise TypeError(f"register a {what} class, got {type(cls).__name__} {cls!r}")
+        missing = [name for name in protocol if not callable(getattr(cls, name, None))]
+        if missing:
+            raise TypeError(f"{cls.__name__} cannot be registered as a {what}: it lacks {missing} (the {what} "
+                            f"protocol: {', '.join(protocol)}; config() returns the constructor's keyword arguments)")
+        known = registry.get(cls.__name__)
+        if known is not None and known is not cls:
+            raise ValueError(f"another {what} class is registered under the name {cls.__name__!r} "
+                             f"({known.__module__}.{known.__qualname__}); give yours another name")
+        registry[cls.__name__] = cls
+    return classes[0] if len(classes) == 1 else classes
 
 
 def register_flow_classes(*classes):
     """Make flow classes savable and loadable by name: ``save`` writes the name, ``load`` rebuilds the class
-    from it with the saved configuration as keyword arguments."""
-    for cls in classes:
-        FLOW_CLASSES[cls.__name__] = cls
+    from it with the saved configuration (``flow.config``) as keyword arguments. Returns the class (so it can
+    decorate one)."""
+    return _register(FLOW_CLASSES, classes, "flow", ("log_density",))
+
+
+def register_layer_classes(*classes):
+    """Make layer classes savable inside a composed ``mf.Flow``: ``save`` writes each layer's class name and
+    ``config()``, ``load`` rebuilds it as ``cls(**config)`` and installs its state and parameters. A class of
+    your own must be registered before it is saved (``mf.register_layer``); a class that lacks part of the
+    protocol is refused with a TypeError that lists what is missing. Returns the class."""
+    return _register(LAYER_CLASSES, classes, "layer", LAYER_PROTOCOL)
+
+
+def register_base_classes(*classes):
+    """The same as :func:`register_layer_classes`, for base densities (``mf.register_base``)."""
+    return _register(BASE_CLASSES, classes, "base density", BASE_PROTOCOL)
+
+
+def state_owners(flow):
+    """The objects whose ``get_state()`` a file stores, in order: the layers, then the base (``state/<k>/``)."""
+    return [*flow.layers, flow.base]
+
+
+def composition_config(flow):
+    """The configuration of a composed ``Flow``: its dimension, dtype, and each layer's and the base's class name
+    and ``config()``; a TypeError names a class that is not registered."""
+    def spec(obj, registry, what, register):
+        name = type(obj).__name__
+        if registry.get(name) is not type(obj):
+            raise TypeError(f"cannot save a {what} of class {name}: it is not registered. Call "
+                            f"maf_numpy.{register}({name}) once, after defining it (its config() must return its "
+                            f"constructor's keyword arguments), then save; load needs the same registration")
+        return {"class": name, "config": obj.config()}
+
+    return {"dim": flow.dim, "dtype": flow.dtype.name,
+            "layers": [spec(layer, LAYER_CLASSES, "layer", "register_layer") for layer in flow.layers],
+            "base": spec(flow.base, BASE_CLASSES, "base density", "register_base")}
 
 
 HEADER_KEYS = ("__format__", "__version__", "__config__")
@@ -112,17 +168,23 @@ def save_flow(flow, path):
 
 
 def model_header(flow):
-    """The JSON text that names a flow's class and configuration (TypeError if it is not one of ours)."""
+    """The JSON text that names a flow's class and configuration (TypeError if it cannot be saved). A composed
+    ``Flow`` is saved as its layers' and base's classes and configurations (:func:`composition_config`)."""
     name = type(flow).__name__
+    if name == "Flow" and "Flow" not in FLOW_CLASSES:
+        return json.dumps({"class": "Flow", "config": composition_config(flow)})
     if FLOW_CLASSES.get(name) is not type(flow):
-        raise TypeError(f"flow must be one of {tuple(FLOW_CLASSES)}, got {name}")
+        raise TypeError(f"cannot save a flow of class {name}: it is not registered. A composition of layers saves "
+                        f"as maf_numpy.Flow(dim, layers, base=...); a subclass of your own needs "
+                        f"maf_numpy.register_flow({name}) and a config dict of its constructor's arguments")
     return json.dumps({"class": name, "config": flow.config})
 
 
 def layer_state_arrays(flow):
-    """``{"state/<k>/<name>": array}``: each layer's structure (degrees, standardisation), as stored."""
-    return {f"state/{k}/{key}": np.asarray(value) for k, layer in enumerate(flow.layers)
-            for key, value in layer.get_state().items()}
+    """``{"state/<k>/<name>": array}``: each layer's structure (degrees, standardisation), then the base's, as
+    stored."""
+    return {f"state/{k}/{key}": np.asarray(value) for k, owner in enumerate(state_owners(flow))
+            for key, value in owner.get_state().items()}
 
 
 def atomic_savez(path, arrays):
@@ -231,20 +293,23 @@ def read_header(arrays, path):
     if not isinstance(header, dict) or not isinstance(header.get("config"), dict):
         raise ValueError(f"{path} has no valid '__config__' entry (JSON with 'class' and 'config'); "
                          f"it is damaged")
-    if header.get("class") not in FLOW_CLASSES:
+    if header.get("class") not in FLOW_CLASSES and header.get("class") != "Flow":
         raise ValueError(f"{path} holds an unknown model class {header.get('class')!r}; expected one of "
                          f"{tuple(FLOW_CLASSES)}")
     return header["class"], dict(header["config"])
 
 
-def _check_state(key, value, expected, dim, path):
+def check_state(key, value, expected, dim, path):
     """A state array must look like the one the configuration builds (same shape and kind)."""
     if value.shape != np.shape(expected) or value.dtype.kind != np.asarray(expected).dtype.kind:
         raise ValueError(f"{path}: {key!r} has shape {value.shape} and dtype {value.dtype}, the configuration "
                          f"needs shape {np.shape(expected)} and dtype {np.asarray(expected).dtype}")
     name = key.rsplit("/", 1)[-1]
-    if name == "degrees_0" and not np.array_equal(np.sort(value), np.arange(1, dim + 1)):
-        raise ValueError(f"{path}: {key!r} must be a permutation of 1..{dim} (input degrees), got {value}")
+    if name == "degrees_0" and not np.array_equal(np.sort(value), np.sort(expected)):
+        if np.array_equal(np.sort(expected), np.arange(1, dim + 1)):
+            raise ValueError(f"{path}: {key!r} must be a permutation of 1..{dim} (input degrees), got {value}")
+        raise ValueError(f"{path}: {key!r} must hold the input degrees {np.sort(expected).tolist()} (in any "
+                         f"order), got {value}")
     if name.startswith("degrees_") and name != "degrees_0" and (value.min(initial=0) < 0 or
                                                                 value.max(initial=0) > max(dim - 1, 0)):
         raise ValueError(f"{path}: {key!r} (hidden degrees) must lie in 0..{max(dim - 1, 0)}")
@@ -264,15 +329,15 @@ def install_layer_state(flow, arrays, path, used):
     All entries are checked before any layer changes, so a refused file leaves ``flow`` untouched.
     """
     states = []
-    for k, layer in enumerate(flow.layers):
+    for k, layer in enumerate(state_owners(flow)):
         state = {}
         for name, expected in layer.get_state().items():
             key = f"state/{k}/{name}"
             if key not in arrays:
                 raise ValueError(f"{path} lacks the layer state {key!r}: it is damaged or not a saved model")
-            _check_state(key, arrays[key], expected, flow.dim, path)
+            check_state(key, arrays[key], expected, flow.dim, path)
             state[name] = arrays[key]
             used.add(key)
         states.append(state)
-    for layer, state in zip(flow.layers, states):
+    for layer, state in zip(state_owners(flow), states):
         layer.set_state(state)

@@ -38,8 +38,8 @@ import autograd.numpy as np
 import numpy as onp
 from autograd import value_and_grad
 
-from . import fast
 from .checkpoint import generator_from_state, read_checkpoint, state_to_json, write_checkpoint
+from .fast import adam_step as chunked_adam_step
 from .optim import adam_step, flat_vector, plain_unflatten
 from .validation import as_generator, check_bool, check_data, check_positive_float, check_positive_int
 
@@ -63,9 +63,10 @@ def _step_size(step, options):
     return float(lr * (0.01 + 0.99 * 0.5 * (1 + onp.cos(onp.pi * (step - 1) / steps)))) if options["lr_decay"] else lr
 
 
-def fit(flow, x_train, x_val=None, steps=2000, batch_size=256, lr=1e-3, rng=None, progress=True,
+def fit(flow, x_train=None, x_val=None, steps=2000, batch_size=256, lr=1e-3, rng=None, progress=True,
         val_every=None, patience=20, val_fraction=0.1, lr_decay=True, checkpoint=None, checkpoint_every=None,
-        resume=None, y_train=None, y_val=None, augment=None, ema=None):
+        resume=None, y_train=None, y_val=None, augment=None, ema=None, weight_decay=0.0, callback=None,
+        sampler=None):
     """Fit ``flow`` to data by maximum likelihood with minibatch Adam; keep the best parameters.
 
     Parameters
@@ -130,6 +131,21 @@ def fit(flow, x_train, x_val=None, steps=2000, batch_size=256, lr=1e-3, rng=None
         after every Adam step (Polyak averaging, Polyak & Juditsky 1992, in its exponential form; it starts at
         the initial parameters), and validate and keep the *average* instead of the current parameters: it
         smooths out the last steps' noise (on the digits, 0.01-0.03 bits/pixel). None (the default): no average.
+    weight_decay : float
+        Decoupled weight decay (AdamW, Loshchilov & Hutter 2019): after each Adam update,
+        ``theta <- theta - lr_t * weight_decay * theta_before``, shrinking every parameter towards zero at the
+        step size's pace, outside Adam's moment estimates. 0 (the default): none.
+    callback : callable or None
+        ``callback(step, history, flow)`` after every validation, with ``flow.params`` set to the parameters
+        just validated (e.g. to draw the density as it trains); returning False stops the run (status
+        ``"stopped"``), anything else continues. The best parameters are installed at the end as usual.
+    sampler : callable or None
+        ``sampler(n, rng) -> (n, D)`` float array: data drawn fresh at every step instead of minibatches of
+        ``x_train`` (which must then be None), e.g. a toy density's sampler, ``lambda n, rng:
+        maf_numpy.datasets.toy("moons", n, rng)``. Each step's batch comes from a generator derived from
+        ``rng`` (reproducible); the Standardize layer is fitted to, and ``x_val`` (if None) drawn as, fixed
+        sets of ``max(2000, 8 * batch_size)`` points drawn once. Not combinable with ``checkpoint``/``resume``
+        or ``augment``.
 
     Returns
     -------
@@ -156,10 +172,15 @@ def fit(flow, x_train, x_val=None, steps=2000, batch_size=256, lr=1e-3, rng=None
     at the end their evaluation statistics are recomputed from the training data with
     ``flow.refresh_state`` (whole-training-set statistics, as in the MAF paper's code).
     """
-    options = _check_options(flow, x_train, x_val, steps, batch_size, lr, val_every, patience, val_fraction,
-                             lr_decay, ema)
-    progress = check_bool(progress, "progress")
     rng = as_generator(rng)
+    if sampler is not None:  # draw the fixed sets once; every step draws its own batch
+        x_train, x_val = _sampled_sets(flow, sampler, x_train, x_val, batch_size, rng, (checkpoint, resume, augment))
+    options = _check_options(flow, x_train, x_val, steps, batch_size, lr, val_every, patience, val_fraction,
+                             lr_decay, ema, weight_decay)
+    progress = check_bool(progress, "progress")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be a callable (step, history, flow) -> bool or None, got "
+                        f"{type(callback).__name__}")
     checkpoint, checkpoint_every = _check_checkpointing(checkpoint, checkpoint_every, options["val_every"])
     data = _check_context_and_augment(flow, x_train, x_val, y_train, y_val, augment)
     fingerprint = None if checkpoint is None and resume is None else _data_fingerprint(data)
@@ -175,8 +196,9 @@ def fit(flow, x_train, x_val=None, steps=2000, batch_size=256, lr=1e-3, rng=None
         if val_source != "x_val":
             data["x_val"] = _in_flow_dtype(flow, _augmented(augment, data["x_val"], seed, 0, 2, flow.dim))
     if saved is None:
-        _fit_standardize(flow, data.get("x_fixed", data["x_train"]))
+        _fit_standardize(flow, data.get("x_fixed", data["x_train"]), data.get("y_train"))
     run = _make_run(flow, data, options, progress, fingerprint, split_rng_state, augment, seed)
+    run.callback, run.sampler = callback, sampler
     state = _initial_state(run, rng, val_source) if saved is None else _resumed_state(saved, run)
     try:
         while state["history"]["status"] == "running":
@@ -192,14 +214,15 @@ def fit(flow, x_train, x_val=None, steps=2000, batch_size=256, lr=1e-3, rng=None
 
 # --- the named steps of fit ---------------------------------------------------------------------------
 def _check_options(flow, x_train, x_val, steps, batch_size, lr, val_every, patience, val_fraction, lr_decay,
-                   ema=None):
+                   ema=None, weight_decay=0.0):
     """Validate the data and the options that decide the trajectory; return the options as a dict."""
     check_data(x_train, flow.dim, "x_train")
     steps = check_positive_int(steps, "steps")
     options = {"steps": steps, "batch_size": check_positive_int(batch_size, "batch_size"),
                "lr": check_positive_float(lr, "lr"),
                "patience": None if patience is None else check_positive_int(patience, "patience"),
-               "lr_decay": check_bool(lr_decay, "lr_decay"), "val_fraction": None, "ema": None}
+               "lr_decay": check_bool(lr_decay, "lr_decay"), "val_fraction": None, "ema": None,
+               "weight_decay": 0.0 if weight_decay == 0 else check_positive_float(weight_decay, "weight_decay")}
     if ema is not None:
         options["ema"] = check_positive_float(ema, "ema")
         if options["ema"] >= 1:
@@ -280,7 +303,8 @@ def _aux_seed(split_rng_state):
 
 
 def _step_generator(seed, step, purpose):
-    """The generator of one step and one purpose (0: augment, 1: the flow's training loss; step 0: setup)."""
+    """The generator of one step and one purpose (0: augment, 1: the flow's training loss, 4: the sampler's
+    batch; step 0: setup)."""
     return onp.random.default_rng([seed, step, purpose])
 
 
@@ -312,10 +336,39 @@ def _hold_out(data, val_fraction, rng):
     return split, f"{n_val} points ({val_fraction:.0%}) held out of x_train"
 
 
-def _fit_standardize(flow, x_train):
-    standardize = flow.layers[0]
+def _sampled_sets(flow, sampler, x_train, x_val, batch_size, rng, refused):
+    """(x_train, x_val) for a run whose batches come from ``sampler``: fixed sets drawn once from ``rng``."""
+    if not callable(sampler):
+        raise TypeError(f"sampler must be a callable (n, rng) -> (n, D) array or None, got {type(sampler).__name__}")
+    if x_train is not None:
+        raise ValueError("x_train must be None when sampler is given: every step draws its batch from the sampler")
+    if any(option is not None for option in refused):
+        raise ValueError("sampler cannot be combined with checkpoint, resume or augment")
+    n = max(2000, 8 * check_positive_int(batch_size, "batch_size"))
+    x_train = _checked_draw(sampler(n, rng), n, flow.dim)
+    return x_train, _checked_draw(sampler(n, rng), n, flow.dim) if x_val is None else x_val
+
+
+def _checked_draw(x, n, D):
+    if not isinstance(x, onp.ndarray) or x.shape != (n, D) or x.dtype.kind != "f":
+        raise ValueError(f"sampler(n, rng) must return a float array of shape ({n}, {D}), got "
+                         f"{type(x).__name__} {getattr(x, 'shape', '')}")
+    return check_data(x, D, "sampler(n, rng)")
+
+
+def _drawn(run, step):
+    """The batch of one step of a run with a sampler: fresh points from the step's own generator."""
+    x = _checked_draw(run.sampler(run.batch_size, _step_generator(run.seed, step, 4)), run.batch_size, run.flow.dim)
+    return _in_flow_dtype(run.flow, x)
+
+
+def _fit_standardize(flow, x_train, y_train=None):
+    """Fit an unfitted Standardize layer next to the data, then initialise data-dependent layers (ActNorm)."""
+    standardize = flow.layers[0] if getattr(flow, "layers", None) else None
     if hasattr(standardize, "fitted") and not standardize.fitted:
         standardize.fit(x_train)
+    if callable(getattr(flow, "initialize", None)):
+        flow.initialize(x_train, y_train)
 
 
 def _make_run(flow, data, options, progress, fingerprint, split_rng_state, augment, seed):
@@ -340,7 +393,7 @@ def _make_run(flow, data, options, progress, fingerprint, split_rng_state, augme
         batch_size=min(options["batch_size"], x_train.shape[0]), loss_and_grad=value_and_grad(loss),
         theta=theta, unflatten=unflatten, dtype=dtype, fingerprint=fingerprint, split_rng_state=split_rng_state,
         augment=augment, seed=seed, needs_refresh=bool(getattr(flow, "needs_refresh", False)),
-        adam_step=fast.adam_step if getattr(flow, "fast", False) else adam_step,  # the same update, bit for bit
+        adam_step=chunked_adam_step if getattr(flow, "fast", False) else adam_step,  # the same update, bit for bit
         start=time.perf_counter())
 
 
@@ -375,7 +428,7 @@ def _train_step(state, run):
     step = state["step"] + 1
     order, cursor, rng_state = _next_minibatch(state, run)
     rows = order[cursor:cursor + run.batch_size]
-    x_batch = run.x_train[rows]
+    x_batch = run.x_train[rows] if run.sampler is None else _drawn(run, step)
     y_batch = None if run.y_train is None else run.y_train[rows]
     if run.augment is not None:  # fresh noise at every step (e.g. dequantisation)
         x_batch = _in_flow_dtype(run.flow, _augmented(run.augment, x_batch, run.seed, step, 0, run.flow.dim))
@@ -391,7 +444,10 @@ def _train_step(state, run):
     if not (onp.isfinite(value) and onp.all(onp.isfinite(g))):
         return _stop(state, "diverged", _diverged_message(state, step, f"the training loss or its gradient is "
                                                                         f"not finite (loss = {value})"))
-    theta, m, v = run.adam_step(state["theta"], g, state["m"], state["v"], step, _step_size(step, run.options))
+    lr = _step_size(step, run.options)
+    theta, m, v = run.adam_step(state["theta"], g, state["m"], state["v"], step, lr)
+    if run.options["weight_decay"]:  # decoupled (AdamW): shrink the parameters before the step, outside Adam
+        theta = theta - (lr * run.options["weight_decay"]) * state["theta"]
     ema, theta_avg = run.options["ema"], state.get("theta_avg")
     if ema is not None:  # Python floats keep a float32 average float32
         theta_avg = ema * theta_avg + (1.0 - ema) * theta
@@ -437,6 +493,11 @@ def _validate(state, run):
     if run.progress:
         print(f"step {step:>6}/{run.options['steps']}  train NLL {history['train_nll'][-1]:8.4f}  val NLL "
               f"{val_nll:8.4f}  best {history['best_val_nll']:8.4f}  {history['time'][-1]:6.1f} s", flush=True)
+    if run.callback is not None:
+        run.flow.params = params  # what was just validated, for the callback to look at
+        if run.callback(step, history, run.flow) is False:
+            history.update(status="stopped", message=f"stopped by the callback at step {step}")
+            return state
     patience = run.options["patience"]
     if patience is not None and state["since_best"] >= patience:
         history.update(status="early_stopped", message=f"stopped early at step {step}: no validation "

@@ -134,7 +134,7 @@ def test_sliced_solver_with_tied_or_skipped_degrees_equals_the_reference(name, m
     slow = layer.forward(params, u) if is_maf else layer.inverse(params, u)
     onp.testing.assert_allclose(sliced[0], slow[0], rtol=TOL, atol=TOL)
     onp.testing.assert_allclose(sliced[1], slow[1], rtol=TOL, atol=TOL)
-    flow = mf.Flow(D, [layer], 0, {})
+    flow = mf.Flow(D, [layer], rng=0)
     flow.params = [params]
     x = rng.standard_normal((9, D))
     z, log_det = flow.inverse(x)

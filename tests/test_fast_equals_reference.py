@@ -28,7 +28,7 @@ def _tied_flow(layer_class, **options):
         rng = onp.random.default_rng(0)
         degrees = mf.masks.two_group_degrees(5, [0, 3], (9, 7))
         layer = layer_class(5, (9, 7), rng=rng, degrees=degrees, activation="tanh", **options)
-        return mf.Flow(5, [layer], rng, {})
+        return mf.Flow(5, [layer], rng=rng)
 
     return make
 
@@ -38,7 +38,7 @@ def _explicit_flow(layer_class):
     def make():
         rng = onp.random.default_rng(1)
         degrees = [onp.array([3, 1, 4, 2]), onp.array([1, 1, 3, 3, 2]), onp.array([3, 1, 2])]
-        return mf.Flow(4, [layer_class(4, (5, 3), rng=rng, degrees=degrees)], rng, {})
+        return mf.Flow(4, [layer_class(4, (5, 3), rng=rng, degrees=degrees)], rng=rng)
 
     return make
 
@@ -89,6 +89,24 @@ CASES = {
     "MAFMoG": (lambda: mf.MAFMoG(3, num_layers=2, hidden=(8,), components=3, rng=30), 0),
     "ConditionalMAFMoG": (lambda: mf.ConditionalMAFMoG(3, 2, num_layers=1, hidden=(8,), components=2, rng=31), 2),
     "OrderAgnosticMADE": (lambda: mf.OrderAgnosticMADE(4, hidden=(10,), num_masks=3, rng=32), 0),
+    # Couplings the kernels decline (clamped; NICE's additive, scale=False) next to plain ones they serve: the
+    # declined layers run their reference methods, the rest their kernels, and the whole chain is not fused.
+    "couplings-clamped-and-plain-with-standardize": (lambda: mf.Flow(4, [
+        mf.transforms.Standardize(4), mf.transforms.AffineCoupling(4, (8,), alpha_clamp=0.8),
+        mf.transforms.AffineCoupling(4, (8,), flip=True),
+        mf.transforms.AffineCoupling(4, (6, 6), activation="tanh", alpha_clamp=1.5)], rng=33), 0),
+    "NICE-additive-couplings-logistic-base-and-an-affine-coupling": (lambda: mf.Flow(4, [
+        mf.transforms.AffineCoupling(4, (8,), scale=False),
+        mf.transforms.AffineCoupling(4, (8,), flip=True, scale=False), mf.transforms.AffineCoupling(4, (8,)),
+        mf.transforms.ActNorm(4)], base=mf.bases.Logistic(4), rng=34), 0),
+    "Glow-actnorm-linearlu-coupling-reverse": (lambda: mf.Flow(3, [
+        mf.transforms.ActNorm(3), mf.transforms.LinearLU(3, rng=1), mf.transforms.AffineCoupling(3, (8,)),
+        mf.transforms.ActNorm(3), mf.transforms.LinearLU(3, rng=2), mf.transforms.AffineCoupling(3, (8,), flip=True),
+        mf.transforms.Reverse(3)], rng=35), 0),
+    "Glow-float32-with-permutation": (lambda: mf.Flow(4, [
+        mf.transforms.ActNorm(4, dtype="float32"), mf.transforms.LinearLU(4, rng=3, dtype="float32"),
+        mf.transforms.AffineCoupling(4, (8,), dtype="float32"), mf.transforms.Permutation(4, rng=4),
+        mf.transforms.AffineCoupling(4, (8,), dtype="float32", scale=False)], rng=36), 0),
 }
 # Flows whose log_prob, or sample, involves a kernel of maf_numpy.fast (so the comparison proves something).
 USES_KERNELS = [name for name in CASES if not name.startswith("MADEMoG")]

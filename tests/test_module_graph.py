@@ -7,8 +7,8 @@ Read from the source with ``ast`` (imports inside functions count too):
   internals;
 - the layer modules (masks, made, transforms, mog, agnostic) never import ``maf_numpy.fast``, and the reference
   core (masks, made, transforms) cannot reach it even indirectly;
-- only the flows (which choose kernels, in ``Flow.run``), ``train`` and ``vi`` (which choose their optimiser)
-  and the package's ``__init__`` import ``maf_numpy.fast``.
+- only the flows (which choose kernels, in ``Flow.run``), ``train``, ``vi`` and ``adam`` (which choose their
+  optimiser) and the package's ``__init__`` import ``maf_numpy.fast``.
 """
 
 import ast
@@ -108,7 +108,7 @@ def test_the_other_layer_modules_do_not_import_the_fast_package(module):
     assert not any(target.startswith("maf_numpy.fast") for target in graph()[module])
 
 
-def test_only_the_flows_train_and_vi_choose_fast_kernels():
+def test_only_the_flows_and_the_optimisers_choose_fast_kernels():
     importers = {module for module, targets in graph().items() if not module.startswith("maf_numpy.fast")
                  and any(target.startswith("maf_numpy.fast") for target in targets)}
-    assert importers == {"maf_numpy", "maf_numpy.flows", "maf_numpy.train", "maf_numpy.vi"}
+    assert importers == {"maf_numpy", "maf_numpy.flows", "maf_numpy.train", "maf_numpy.vi", "maf_numpy.adam"}

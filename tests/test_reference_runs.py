@@ -91,6 +91,16 @@ def scenarios(fast):
     agnostic = mf.OrderAgnosticMADE(2, hidden=(8,), num_masks=2, rng=10, fast=fast)
     agnostic.fit(x, steps=2, batch_size=50, progress=False, rng=0)
     out["OrderAgnosticMADE"] = agnostic.log_prob(x[:10]), agnostic.sample(4, rng=11)
+    T = mf.transforms
+    glow = mf.Flow(2, [T.ActNorm(2), T.LinearLU(2, rng=1), T.AffineCoupling(2, (8,)), T.Permutation(2, [1, 0]),
+                       T.ActNorm(2), T.LinearLU(2, rng=2), T.AffineCoupling(2, (8,), flip=True)], rng=13, fast=fast)
+    history = glow.fit(x, steps=3, batch_size=50, val_every=3, progress=False, rng=0, weight_decay=1e-3)
+    out["Glow-style"] = onp.array(history["val_nll"]), glow.sample(4, rng=1)
+    nice = mf.Flow(2, [T.AffineCoupling(2, (8,), scale=False), T.Reverse(2), T.AffineCoupling(2, (8,), scale=False)],
+                   base=mf.Logistic(2), rng=14, fast=fast)
+    optimizer = mf.Adam(nice.params, lr=1e-2, fast=fast)
+    nice.params = optimizer.step(grad(lambda p: -anp.sum(nice.log_density(p, x[:50])) / 50)(nice.params))
+    out["NICE"] = nice.log_prob(x[:10]), nice.sample(4, rng=2)
     coupling = mf.transforms.MADECoupling(4, (6,))
     params = coupling.init_params(rng)
     out["MADECoupling"] = coupling.inverse(params, rng.standard_normal((3, 4)))[0]

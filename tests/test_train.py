@@ -312,7 +312,7 @@ def test_ema_keeps_the_moving_average_of_the_adam_iterates(monkeypatch):
         return out
 
     monkeypatch.setattr(train, "adam_step", recording)
-    monkeypatch.setattr(train.fast, "adam_step", recording)
+    monkeypatch.setattr(train, "chunked_adam_step", recording)
     flow = mf.MAF(2, num_layers=1, hidden=(8,), rng=0)
     theta_0 = flatten(flow.params)[0].copy()
     history = flow.fit(x, x[:100], steps=3, val_every=3, batch_size=64, lr=1e-2, rng=0, progress=False, ema=0.5,

@@ -270,7 +270,7 @@ BAD_PARAMS_OUTER = {
 def test_params_of_the_wrong_structure_are_refused_naming_params(flow_name, change, method):
     flow = FLOWS[flow_name]()
     bad = change(flow.params)
-    with pytest.raises(ValueError, match=rf"^params must be a list of {len(flow.layers)} per-layer dicts"):
+    with pytest.raises(ValueError, match=rf"^params must be a list of {len(flow.params)} per-layer dicts"):
         if method == "sample":
             flow.sample(3, params=bad)
         else:

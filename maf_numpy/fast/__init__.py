@@ -27,7 +27,7 @@ from autograd.tracer import isbox
 
 from ..transforms import AffineCoupling, IAFLayer, MAFLayer, apply_layer
 from .adam import adam_step
-from .chain import fused_layer, normalise_chain
+from .chain import coupling_served, fused_layer, normalise_chain
 from .layers import KERNELS
 from .made import holds_boxes
 
@@ -50,13 +50,17 @@ def layer_kernel(layer, direction, params, v, y=None):
       the reference's D passes, each pass fused, or for an IAF density without context or clamp from
       ``IMPLICIT_IAF_MIN_DIM`` on, the implicit-gradient solve.
     - A MAF layer without context or clamp: its whole inverse as one primitive.
+    - An affine coupling layer only in its default form (:func:`~maf_numpy.fast.chain.coupling_served`): an
+      additive coupling (``scale=False``, NICE) or a clamped one (``alpha_clamp``) is declined.
 
-    Every kernel serves any degrees (tied, skipped), widths, dtypes, contexts and clamps that the layer
-    classes accept; block-triangular products are chosen inside by size (``maf_numpy.fast.made``).
+    Every kernel serves any degrees (tied, skipped), widths, dtypes, contexts and clamps that the autoregressive
+    layer classes accept; block-triangular products are chosen inside by size (``maf_numpy.fast.made``).
     """
     kind = type(layer)
     if (kind, direction) not in _SERVED or (not isbox(params) and holds_boxes(params)):
         return None
+    if kind is AffineCoupling and not coupling_served(layer):
+        return None  # an additive (NICE) or clamped coupling: its reference methods run
     traced = isbox(params) or isbox(v) or isbox(y)
     plain = getattr(layer, "context_dim", 0) == 0 and getattr(layer, "alpha_clamp", None) is None
     if (kind, direction) in ((MAFLayer, "inverse"), (AffineCoupling, "inverse")):

@@ -24,16 +24,23 @@ from .layers import (
     vjp_by_autograd,
 )
 
-__all__ = ["fused_layer", "normalise_chain", "flow_normalise"]
+__all__ = ["coupling_served", "fused_layer", "normalise_chain", "flow_normalise"]
+
+
+def coupling_served(layer):
+    """Whether the coupling kernels (:func:`~maf_numpy.fast.layers.coupling_normalise`, ``coupling_forward``)
+    compute ``layer``'s map: only the default affine, unclamped coupling. They have no additive form
+    (``scale=False``, whose parameters have no alpha head) and no clamp, so those are declined."""
+    return layer.scale and layer.alpha_clamp is None
 
 
 def fused_layer(layer):
     """The fused primitive and its backward-pass maker for ``layer.inverse``, with the structure argument it
-    takes, or None when the layer has none here (a context, a clamp, batch norm, another class; a subclass,
-    which may override ``inverse``)."""
+    takes, or None when the layer has none here (a context, a clamp, batch norm, an additive coupling, another
+    class; a subclass, which may override ``inverse``)."""
     if type(layer) is MAFLayer and layer.context_dim == 0 and layer.alpha_clamp is None:
         return maf_normalise, maf_normalise_vjp, layer.network
-    if type(layer) is AffineCoupling:
+    if type(layer) is AffineCoupling and coupling_served(layer):
         return coupling_normalise, coupling_normalise_vjp, layer
     if type(layer) is Standardize:
         return _standardize_normalise, _standardize_normalise_vjp, layer

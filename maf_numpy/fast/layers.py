@@ -370,14 +370,17 @@ def iaf_inverse_implicit(layer, params, x, y):
 
 
 def coupling_inverse_fused(layer, params, x, y):
-    """AffineCoupling.inverse: the conditioner's pass, the map and the log-det as one primitive."""
+    """AffineCoupling.inverse: the conditioner's pass, the map and the log-det as one primitive. The default
+    affine, unclamped coupling only: the dispatch declines ``scale=False`` and ``alpha_clamp``
+    (:func:`maf_numpy.fast.chain.coupling_served`)."""
     layer.calls += 1
     out = coupling_normalise(params, x, layer, [])
     return out[0], out[1]
 
 
 def coupling_forward(layer, params, z, y):
-    """AffineCoupling.forward: the conditioner as one primitive, then the coupling map as one primitive."""
+    """AffineCoupling.forward: the conditioner as one primitive, then the coupling map as one primitive (the
+    default affine, unclamped coupling only, as :func:`coupling_inverse_fused`)."""
     layer.calls += 1
     out = made_pass(params, z[:, layer.A], layer.masks, layer.activation)
     mu, alpha = out[0], out[1]

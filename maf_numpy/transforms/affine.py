@@ -3,6 +3,9 @@
     generation     x_i = z_i * exp(alpha_i) + mu_i,      log|det dx/dz| = +sum_i alpha_i     (MAF §3.1)
     normalisation  z_i = (x_i - mu_i) * exp(-alpha_i),   log|det dz/dx| = -sum_i alpha_i     (MAF §3.1)
 
+and their volume-preserving special case alpha = 0, the additive maps of NICE (Dinh, Krueger & Bengio 2015,
+§3.2): x_i = z_i + mu_i, z_i = x_i - mu_i, log-det 0.
+
 z is the base variable (the paper's u). In a MAF layer (mu_i, alpha_i) are functions of x_{<i}, so the
 normalising direction is one network pass and the generating direction a recursion that
 :func:`solve_autoregressive` solves in D passes; in an IAF layer it is the other way round (MAF §3.2).
@@ -10,12 +13,14 @@ normalising direction is one network pass and the generating direction a recursi
 References
 ----------
 G. Papamakarios, T. Pavlakou, I. Murray. Masked Autoregressive Flow for Density Estimation. NeurIPS 2017,
-arXiv:1705.07057.
+arXiv:1705.07057. L. Dinh, D. Krueger, Y. Bengio. NICE: Non-linear Independent Components Estimation. ICLR
+2015 workshop, arXiv:1410.8516.
 """
 
 import autograd.numpy as np
 
-__all__ = ["affine_forward", "affine_inverse", "solve_autoregressive", "soft_clamp"]
+__all__ = ["affine_forward", "affine_inverse", "additive_forward", "additive_inverse", "solve_autoregressive",
+           "soft_clamp"]
 
 
 def affine_forward(z, mu, alpha):
@@ -57,6 +62,44 @@ def affine_inverse(x, mu, alpha):
     z = (x - mu) * np.exp(-alpha)
     log_det = -np.sum(alpha, axis=-1)
     return z, log_det
+
+
+def additive_forward(z, mu):
+    """Generate x from z with a given shift: the additive coupling law of NICE (Dinh et al. 2015, §3.2).
+
+        x_i = z_i + mu_i,    log|det dx/dz| = 0
+
+    :func:`affine_forward` with alpha = 0: the Jacobian is the identity, so the map preserves volume.
+
+    Parameters
+    ----------
+    z, mu : ndarray of shape (n, D)
+
+    Returns
+    -------
+    x : ndarray of shape (n, D)
+    log_det : ndarray of shape (n,)
+        Zeros, in z's dtype.
+    """
+    return z + mu, np.zeros(z.shape[0], dtype=z.dtype)
+
+
+def additive_inverse(x, mu):
+    """Normalise x with a given shift, the inverse of :func:`additive_forward` (NICE §3.2).
+
+        z_i = x_i - mu_i,    log|det dz/dx| = 0
+
+    Parameters
+    ----------
+    x, mu : ndarray of shape (n, D)
+
+    Returns
+    -------
+    z : ndarray of shape (n, D)
+    log_det : ndarray of shape (n,)
+        Zeros, in x's dtype.
+    """
+    return x - mu, np.zeros(x.shape[0], dtype=x.dtype)
 
 
 def solve_autoregressive(step, D, shape, degrees=None, dtype="float64"):

@@ -95,6 +95,15 @@ class AffineAutoregressive(MADELayerBase):
             alpha = soft_clamp(alpha, self.alpha_clamp)
         return mu, alpha
 
+    def config(self):
+        """The constructor's keyword arguments, degrees included (JSON-able): ``type(self)(**config())`` rebuilds
+        the same structure (``save``/``load`` of a composed flow)."""
+        options = {"context_dim": self.context_dim} if self.context_dim else {}
+        if self.alpha_clamp is not None:
+            options["alpha_clamp"] = self.alpha_clamp
+        return {"D": self.D, "hidden": list(self.network.hidden), "degrees": [m.tolist() for m in self.degrees],
+                "activation": self.network.activation, "dtype": self.dtype.name, **options}
+
     def __repr__(self):
         return (f"{type(self).__name__}(D={self.D}, hidden={self.network.hidden}, "
                 f"order={self.order.tolist()})")

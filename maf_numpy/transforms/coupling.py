@@ -1,6 +1,6 @@
-"""Affine coupling (RealNVP): MAF paper §3.3; Dinh, Sohl-Dickstein & Bengio (2017).
+"""Affine coupling (RealNVP): MAF paper §3.3; Dinh, Sohl-Dickstein & Bengio (2017); additive coupling (NICE).
 
-    x_A = z_A,    x_B = z_B * exp(alpha(z_A)) + mu(z_A)
+    x_A = z_A,    x_B = z_B * exp(alpha(z_A)) + mu(z_A)       (NICE, Dinh, Krueger & Bengio 2015: alpha = 0)
 
 The coordinates in A pass through unchanged and condition the shift and log-scale of the rest, B, so both
 directions take one network pass. It is an autoregressive layer whose inputs have only two degrees (A: 1,
@@ -10,29 +10,39 @@ the two are the same map).
 
 References
 ----------
-L. Dinh, J. Sohl-Dickstein, S. Bengio. Density estimation using Real NVP. ICLR 2017. G. Papamakarios,
+L. Dinh, J. Sohl-Dickstein, S. Bengio. Density estimation using Real NVP. ICLR 2017. L. Dinh, D. Krueger,
+Y. Bengio. NICE: Non-linear Independent Components Estimation. ICLR 2015 workshop. G. Papamakarios,
 T. Pavlakou, I. Murray. Masked Autoregressive Flow for Density Estimation. NeurIPS 2017, arXiv:1705.07057.
 """
 
 import autograd.numpy as np
 import numpy as onp
 
-from ..made import init_made_params, made_apply
+from ..made import init_made_params, made_apply, made_hidden, masked_dense
 from ..masks import two_group_degrees
-from .affine import affine_forward, affine_inverse
+from ..validation import check_bool, check_positive_float
+from .affine import additive_forward, additive_inverse, affine_forward, affine_inverse, soft_clamp
 from .autoregressive import AffineAutoregressive
 
 __all__ = ["AffineCoupling", "MADECoupling"]
 
 
 class AffineCoupling:
-    """RealNVP affine coupling: MAF §3.3, Dinh et al. (2017).
+    """RealNVP affine coupling (MAF §3.3, Dinh et al. 2017), or NICE's additive coupling with ``scale=False``.
 
-        x_A = z_A,    x_B = z_B * exp(alpha(z_A)) + mu(z_A)
+        x_A = z_A,    x_B = z_B * exp(alpha(z_A)) + mu(z_A)        (scale=True: RealNVP, MAF §3.3)
+        x_A = z_A,    x_B = z_B + mu(z_A)                          (scale=False: NICE, Dinh et al. 2015, §3.2)
 
-    The coordinates in A pass through unchanged and condition the shift and log-scale of the rest, B, so
+    The coordinates in A pass through unchanged and condition the shift (and log-scale) of the rest, B, so
     both directions take one network pass. It is an autoregressive layer whose inputs have only two
-    degrees (A: 1, B: 2), which is why its Jacobian is block triangular rather than triangular.
+    degrees (A: 1, B: 2), which is why its Jacobian is block triangular rather than triangular. Its
+    diagonal is 1 on A and exp(alpha) on B, so log|det dx/dz| = sum_B alpha; NICE's additive layer has
+    alpha = 0: it preserves volume (log-det 0), and a NICE flow gets its scaling elsewhere (NICE §3.3 ends
+    with a diagonal scaling layer; :class:`~maf_numpy.transforms.ActNorm` is one).
+
+    Direction: ``forward`` generates (z -> x), ``inverse`` normalises (x -> z), each returning its own
+    log-det; nflib's ``AffineHalfFlow.forward`` is our ``inverse``. Cost: one conditioner pass on (n, |A|)
+    in either direction, plus O(n D) for the map.
 
     Parameters
     ----------
@@ -46,11 +56,33 @@ class AffineCoupling:
     activation : {"relu", "tanh"}
     dtype : {"float64", "float32"}
         Type of fresh parameters.
+    scale : bool
+        True (the default): the affine coupling of RealNVP, params ``{"W", "b", "W_mu", "b_mu", "W_alpha",
+        "b_alpha"}``. False: the additive coupling of NICE, whose network has the mu head only (no
+        ``W_alpha``, ``b_alpha``).
+    alpha_clamp : float or None
+        None (the default): the unconstrained scale exp(alpha). A number c > 0: alpha is replaced by
+        :func:`~maf_numpy.transforms.soft_clamp` ``(alpha, c)``, as in :class:`MAFLayer`. Needs ``scale=True``.
+
+    Attributes
+    ----------
+    A, B : ndarray of int
+        The conditioning and the transformed coordinates.
+    input_degrees : ndarray of int, shape (D,)
+        1 on A, 2 on B.
+    calls : int
+        Conditioner passes so far (the flows reset and read it).
     """
 
-    def __init__(self, D, hidden=(64, 64), flip=False, activation="relu", dtype="float64"):
+    def __init__(self, D, hidden=(64, 64), flip=False, activation="relu", dtype="float64", scale=True,
+                 alpha_clamp=None):
         if D < 2:
             raise ValueError(f"dim must be at least 2 for an affine coupling layer (RealNVP), got {D}")
+        self.scale = check_bool(scale, "scale")
+        self.alpha_clamp = None if alpha_clamp is None else check_positive_float(alpha_clamp, "alpha_clamp")
+        if not self.scale and self.alpha_clamp is not None:
+            raise ValueError("alpha_clamp needs scale=True: an additive coupling (scale=False) has no log-scale "
+                             "alpha to clamp")
         d = D // 2
         self.D = D
         self.hidden = tuple(hidden)
@@ -64,12 +96,24 @@ class AffineCoupling:
         self.calls = 0
 
     def init_params(self, rng):
-        return init_made_params(len(self.A), self.hidden, len(self.B), rng, dtype=self.dtype)
+        """An MLP from |A| inputs with the heads ``mu`` and ``alpha`` (``mu`` alone when ``scale=False``),
+        each of |B| outputs (:func:`~maf_numpy.made.init_made_params`)."""
+        heads = ("mu", "alpha") if self.scale else ("mu",)
+        return init_made_params(len(self.A), self.hidden, len(self.B), rng, dtype=self.dtype, heads=heads)
 
     def conditioner(self, params, v_A):
-        """(mu, alpha) of the B coordinates from the A coordinates, each (n, |B|): one pass."""
+        """(mu, alpha) of the B coordinates from the A coordinates, each (n, |B|): one pass.
+
+        alpha is soft-clamped when ``alpha_clamp`` is set, and None for the additive coupling (``scale=False``),
+        whose network computes the mu head only."""
         self.calls += 1
-        return made_apply(params, v_A, None, self.activation)
+        if not self.scale:
+            h_L = made_hidden(params, v_A, None, self.activation)
+            return masked_dense(h_L, params["W_mu"], params["b_mu"], 1.0), None
+        mu, alpha = made_apply(params, v_A, None, self.activation)
+        if self.alpha_clamp is not None:
+            alpha = soft_clamp(alpha, self.alpha_clamp)
+        return mu, alpha
 
     @property
     def masks(self):
@@ -77,22 +121,30 @@ class AffineCoupling:
         return [1.0] * (len(self.hidden) + 1)
 
     def forward(self, params, z):
-        """Generate, z -> x, in one pass (MAF §3.3). Returns (x, log|det dx/dz|).
+        """Generate, z -> x, in one pass (MAF §3.3; NICE §3.2). Returns (x, log|det dx/dz|).
 
             x_A = z_A,    x_B = z_B * exp(alpha(z_A)) + mu(z_A),    log|det dx/dz| = sum_B alpha
+            (additive:    x_B = z_B + mu(z_A),                      log|det dx/dz| = 0)
         """
         mu, alpha = self.conditioner(params, z[:, self.A])
-        x_B, log_det = affine_forward(z[:, self.B], mu, alpha)
+        if alpha is None:
+            x_B, log_det = additive_forward(z[:, self.B], mu)
+        else:
+            x_B, log_det = affine_forward(z[:, self.B], mu, alpha)
         x = np.concatenate([z[:, self.A], x_B], axis=1)[:, self.unpermute]  # back to the order 0..D-1
         return x, log_det
 
     def inverse(self, params, x):
-        """Normalise, x -> z, in one pass (MAF §3.3). Returns (z, log|det dz/dx|).
+        """Normalise, x -> z, in one pass (MAF §3.3; NICE §3.2). Returns (z, log|det dz/dx|).
 
             z_A = x_A,    z_B = (x_B - mu(x_A)) * exp(-alpha(x_A)),    log|det dz/dx| = -sum_B alpha
+            (additive:    z_B = x_B - mu(x_A),                         log|det dz/dx| = 0)
         """
         mu, alpha = self.conditioner(params, x[:, self.A])
-        z_B, log_det = affine_inverse(x[:, self.B], mu, alpha)
+        if alpha is None:
+            z_B, log_det = additive_inverse(x[:, self.B], mu)
+        else:
+            z_B, log_det = affine_inverse(x[:, self.B], mu, alpha)
         z = np.concatenate([x[:, self.A], z_B], axis=1)[:, self.unpermute]  # back to the order 0..D-1
         return z, log_det
 
@@ -102,10 +154,21 @@ class AffineCoupling:
     def set_state(self, state):
         pass
 
+    def config(self):
+        """The constructor's keyword arguments (``type(self)(**config())`` rebuilds the layer); ``scale`` and
+        ``alpha_clamp`` only when they differ from their defaults, so older configurations read the same."""
+        options = {} if self.scale else {"scale": False}
+        if self.alpha_clamp is not None:
+            options["alpha_clamp"] = self.alpha_clamp
+        return {"D": self.D, "hidden": list(self.hidden), "flip": self.flip, "activation": self.activation,
+                "dtype": self.dtype.name, **options}
+
     def __repr__(self):
-        return f"AffineCoupling(D={self.D}, hidden={self.hidden}, A={self.A.tolist()}, B={self.B.tolist()})"
-
-
+        options = "" if self.scale else ", scale=False"
+        if self.alpha_clamp is not None:
+            options += f", alpha_clamp={self.alpha_clamp:g}"
+        return (f"AffineCoupling(D={self.D}, hidden={self.hidden}, A={self.A.tolist()}, B={self.B.tolist()}"
+                f"{options})")
 
 
 class MADECoupling(AffineAutoregressive):
@@ -178,6 +241,11 @@ class MADECoupling(AffineAutoregressive):
         """
         mu, alpha = self.conditioner(params, z)
         return affine_forward(z, mu, alpha)
+
+    def config(self):
+        """The constructor's keyword arguments (``type(self)(**config())`` rebuilds the layer)."""
+        return {"D": self.D, "hidden": list(self.network.hidden), "flip": self.flip,
+                "activation": self.network.activation, "dtype": self.dtype.name}
 
     def made_params_from_coupling(self, params):
         """Translate the parameters of an :class:`AffineCoupling` into this layer's MADE parameters.

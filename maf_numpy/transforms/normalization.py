@@ -1,14 +1,17 @@
-"""Elementwise affine layers whose numbers come from data: Standardize and BatchNorm.
+"""Elementwise affine layers whose numbers come from data: Standardize, BatchNorm and ActNorm.
 
-Both are maps z = (x - m) * exp(log_scale) + beta per coordinate, with a diagonal Jacobian and the log-det
+All three are maps z = (x - m) * exp(log_scale) + beta per coordinate, with a diagonal Jacobian and the log-det
 sum_i log_scale_i. They are part of the model, not silent preprocessing: their log-dets enter ``log_prob``, so
-densities stay in the data's own units.
+densities stay in the data's own units. Standardize's numbers are fixed statistics of the training data;
+BatchNorm's are statistics of each batch (training) or of the training set (evaluation) with a learned affine
+map after them; ActNorm's are trained parameters that start from the statistics of the first data it sees.
 
 References
 ----------
 L. Dinh, J. Sohl-Dickstein, S. Bengio. Density estimation using Real NVP. ICLR 2017 (§3.7, batch norm as a
 bijector). G. Papamakarios, T. Pavlakou, I. Murray. Masked Autoregressive Flow for Density Estimation. NeurIPS
-2017 (§4.1: batch norm between the MADEs).
+2017 (§4.1: batch norm between the MADEs). D. P. Kingma, P. Dhariwal. Glow: Generative Flow with Invertible
+1x1 Convolutions. NeurIPS 2018 (§3.1: actnorm).
 """
 
 import autograd.numpy as np
@@ -16,7 +19,7 @@ import numpy as onp
 
 from ..validation import check_dtype, check_positive_float, check_positive_int
 
-__all__ = ["Standardize", "BatchNorm"]
+__all__ = ["Standardize", "BatchNorm", "ActNorm"]
 
 
 class Standardize:
@@ -64,6 +67,10 @@ class Standardize:
 
     def get_state(self):
         return {"shift": self.shift, "scale": self.scale, "fitted": onp.array(self.fitted)}
+
+    def config(self):
+        """The constructor's keyword arguments; shift and scale are state (``get_state``)."""
+        return {"D": self.D, "dtype": self.dtype.name}
 
     def set_state(self, state):
         self.shift = onp.array(state["shift"], dtype=self.dtype)
@@ -213,6 +220,10 @@ class BatchNorm:
     def get_state(self):
         return {"mean": self.mean, "var": self.var, "refreshed": onp.array(self.refreshed)}
 
+    def config(self):
+        """The constructor's keyword arguments; the statistics are state (``get_state``)."""
+        return {"D": self.D, "eps": self.eps, "dtype": self.dtype.name}
+
     def set_state(self, state):
         self.mean = onp.array(state["mean"], dtype=self.dtype)
         self.var = onp.array(state["var"], dtype=self.dtype)
@@ -221,3 +232,89 @@ class BatchNorm:
     def __repr__(self):
         mode = "training" if self.training else "evaluation"
         return f"BatchNorm(D={self.D}, eps={self.eps:g}, mode={mode!r}, refreshed={self.refreshed})"
+
+
+class ActNorm:
+    """Activation normalisation: a per-coordinate affine layer with trained parameters and a data-dependent
+    initialisation (Kingma & Dhariwal 2018, Glow §3.1).
+
+        inverse:  z = (x - shift) * exp(-log_scale),    log|det dz/dx| = -sum_i log_scale_i
+        forward:  x = z * exp(log_scale) + shift,       log|det dx/dz| = +sum_i log_scale_i
+
+    The affine map of :func:`~maf_numpy.transforms.affine_forward` with mu = shift and alpha = log_scale, both
+    trained parameters of shape (D,) that do not depend on x: the Jacobian is diagonal and the log-det is the
+    same for every point (shape (n,)). Glow writes the normalising direction y = s * x + b; here
+    s = exp(-log_scale) and b = -shift * exp(-log_scale). Unlike :class:`BatchNorm`, each point's map is the
+    same in training and in evaluation, so it works with any batch size, and, unlike :class:`Standardize`, its
+    numbers are trained.
+
+    Data-dependent initialisation: :meth:`initialize` sets shift to the mean and exp(log_scale) to the standard
+    deviation (divisor n) of the x it receives, so that z has zero mean and unit variance per coordinate on
+    that batch. :meth:`maf_numpy.Flow.initialize` calls it with the data pushed through the layers below, and
+    ``fit`` calls that once, before training; ``initialized`` (state, saved) records that it happened, so a
+    second ``fit`` or a loaded flow does not initialise again. Until then the layer is the identity
+    (:meth:`init_params` gives zeros).
+
+    Direction: ``inverse`` normalises (x -> z), ``forward`` generates (z -> x); nflib's ``ActNorm.forward`` is
+    our ``inverse``. Cost: O(n D) each way, no network pass (``calls`` stays 0).
+
+    Parameters
+    ----------
+    D : int
+        Dimension.
+    dtype : {"float64", "float32"}
+        Type of the parameters.
+
+    Attributes
+    ----------
+    initialized : bool
+        Whether :meth:`initialize` has run (state: a 0-d bool array in ``get_state``).
+    input_degrees : ndarray of int, shape (D,)
+        All 1: the Jacobian is diagonal.
+    """
+
+    def __init__(self, D, dtype="float64"):
+        self.D = check_positive_int(D, "D")
+        self.dtype = onp.dtype(check_dtype(dtype))
+        self.initialized = False
+        self.input_degrees = onp.ones(self.D, dtype=int)  # diagonal Jacobian
+        self.calls = 0
+
+    def init_params(self, rng):
+        """``{"log_scale": zeros (D,), "shift": zeros (D,)}``: the identity until :meth:`initialize` runs."""
+        return {"log_scale": onp.zeros(self.D, dtype=self.dtype), "shift": onp.zeros(self.D, dtype=self.dtype)}
+
+    def initialize(self, params, x):
+        """Parameters that normalise the batch x (n, D): shift = mean(x), log_scale = log std(x) per coordinate
+        (divisor n; a constant coordinate gets log_scale = 0). Computed in float64, returned in the layer's
+        dtype; ``params`` (the current parameters) is replaced whole. Sets ``initialized``. Glow §3.1."""
+        x = onp.asarray(x, dtype=onp.float64)
+        if x.ndim != 2 or x.shape[1] != self.D or x.shape[0] == 0:
+            raise ValueError(f"x must have shape (n, {self.D}) with n >= 1, got {x.shape}")
+        std = onp.std(x, axis=0)
+        self.initialized = True
+        return {"log_scale": onp.log(onp.where(std > 0, std, 1.0)).astype(self.dtype),
+                "shift": onp.mean(x, axis=0).astype(self.dtype)}
+
+    def inverse(self, params, x):
+        """Normalise, x -> z: z = (x - shift) * exp(-log_scale). Returns (z, log|det dz/dx|)."""
+        z = (x - params["shift"]) * np.exp(-params["log_scale"])
+        return z, -np.sum(params["log_scale"]) * np.ones(x.shape[0], dtype=x.dtype)
+
+    def forward(self, params, z):
+        """Generate, z -> x: x = z * exp(log_scale) + shift. Returns (x, log|det dx/dz|)."""
+        x = z * np.exp(params["log_scale"]) + params["shift"]
+        return x, np.sum(params["log_scale"]) * np.ones(z.shape[0], dtype=z.dtype)
+
+    def get_state(self):
+        return {"initialized": onp.array(self.initialized)}
+
+    def set_state(self, state):
+        self.initialized = bool(state["initialized"])
+
+    def config(self):
+        """The constructor's keyword arguments; ``initialized`` is state (``get_state``)."""
+        return {"D": self.D, "dtype": self.dtype.name}
+
+    def __repr__(self):
+        return f"ActNorm(D={self.D}, initialized={self.initialized})"
