@@ -15,9 +15,16 @@ it, using ``threadpoolctl`` if that is installed (it is optional, not a dependen
 **Memory.** By default glibc's malloc hands large freed blocks (over 128 KB at first; the threshold then
 adapts to the allocation history) back to the system, so the next call page-faults them in again. For a
 batch of 256 points that starts around D = 64 and can make a one-pass call 2-3x slower, by an amount that
-changes from run to run (DESIGN §7). :func:`tune_malloc_for_timing` asks glibc to keep such blocks for
+changes from run to run. :func:`tune_malloc_for_timing` asks glibc to keep such blocks for
 reuse; it changes the whole process, so the lesson and the benchmark call it explicitly and the library
 never does.
+
+**Which code is timed.** :func:`measure_tradeoff` builds its flows with ``fast=True`` (the library's default)
+unless told ``fast=False``. With ``fast=False`` the flows run the readable reference code: MAF sampling and
+IAF density evaluation make D full MADE passes per layer (:func:`maf_numpy.transforms.solve_autoregressive`),
+the cost of the paper's algorithm as written. With ``fast=True`` they run the degree-sliced solver
+(:func:`maf_numpy.fast.solver.solve_sliced`): the same D sequential steps per layer with about one pass of
+arithmetic in all. The pass counts (``flow.passes``) are the same either way.
 
 **Noise.** :func:`time_calls` interleaves the repeats of the functions it compares (A B C A B C ...), so
 that a slow moment of a shared machine hits all of them alike, and reports the median. Ratios of times
@@ -35,7 +42,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .validation import check_positive_float, check_positive_int
+from .validation import check_bool, check_positive_float, check_positive_int
 
 __all__ = ["Timing", "TradeoffPoint", "time_calls", "measure_tradeoff", "loglog_slope", "blas_threads",
            "tradeoff_table", "tune_malloc_for_timing", "MODEL_NAMES"]
@@ -166,6 +173,8 @@ class TradeoffPoint:
         Conditioner (MADE or coupling network) evaluations of one call, read from ``flow.passes``.
     num_params : int
         ``flow.num_params``.
+    fast : bool
+        ``flow.fast`` of the timed flow: False when it ran the readable reference code.
     """
 
     model: str
@@ -176,6 +185,7 @@ class TradeoffPoint:
     density_passes: int
     sampling_passes: int
     num_params: int
+    fast: bool = True
 
     @property
     def ratio(self):
@@ -183,17 +193,17 @@ class TradeoffPoint:
         return self.sampling.median / self.density.median
 
 
-def _build_flow(model, D, K, hidden, rng):
+def _build_flow(model, D, K, hidden, rng, fast=True):
     from . import flows  # here, so that timing helpers load without building anything
 
     classes = {"MAF": flows.MAF, "IAF": flows.IAF, "RealNVP": flows.RealNVP}
     if model not in classes:
         raise ValueError(f"model_names must hold names from {MODEL_NAMES}, got {model!r}")
-    return classes[model](D, num_layers=K, hidden=hidden, standardize=False, rng=rng)
+    return classes[model](D, num_layers=K, hidden=hidden, standardize=False, rng=rng, fast=fast)
 
 
 def measure_tradeoff(model_names=MODEL_NAMES, dims=(2, 4, 8, 16, 32, 64, 128, 256), K=1, hidden=(128,), n=256,
-                     repeats=5, min_repeat_seconds=0.02, rng=0):
+                     repeats=5, min_repeat_seconds=0.02, rng=0, fast=True):
     """Time density evaluation and sampling of untrained flows against the dimension D.
 
     Builds every model at every D (``standardize=False``, untrained: the cost of a pass does not depend on
@@ -222,6 +232,12 @@ def measure_tradeoff(model_names=MODEL_NAMES, dims=(2, 4, 8, 16, 32, 64, 128, 25
         See :func:`time_calls`.
     rng : int
         Seeds the parameters, the data x and the samples.
+    fast : bool
+        Passed to the flow constructors (``flow.fast``). True (the library's default) times what a flow runs
+        by default: MAF sampling and IAF density evaluation with the degree-sliced solver, D sequential steps
+        per layer with about one pass of arithmetic. False times the readable reference code: D full MADE
+        passes per layer in those two directions, the cost of the paper's algorithm as written. The pass
+        counts are the same either way.
 
     Returns
     -------
@@ -235,12 +251,13 @@ def measure_tradeoff(model_names=MODEL_NAMES, dims=(2, 4, 8, 16, 32, 64, 128, 25
     """
     K = check_positive_int(K, "K")
     n = check_positive_int(n, "n")
+    fast = check_bool(fast, "fast")
     dims = [check_positive_int(D, "dims", minimum=2) for D in dims]
     flows, functions, passes = {}, {}, {}
     for D in dims:
         x = np.random.default_rng(rng).standard_normal((n, D))
         for model in model_names:
-            flow = flows[model, D] = _build_flow(model, D, K, hidden, rng)
+            flow = flows[model, D] = _build_flow(model, D, K, hidden, rng, fast)
             functions[model, D, "density"] = lambda flow=flow, x=x: flow.log_prob(x)
             functions[model, D, "sampling"] = lambda flow=flow: flow.sample(n, rng=rng)
             flow.log_prob(x[:2])  # the pass counts do not depend on the batch size: count them on 2 points
@@ -251,7 +268,8 @@ def measure_tradeoff(model_names=MODEL_NAMES, dims=(2, 4, 8, 16, 32, 64, 128, 25
     return {(model, D): TradeoffPoint(model=model, D=D, K=K, density=timings[model, D, "density"],
                                       sampling=timings[model, D, "sampling"],
                                       density_passes=passes[model, D, "density"],
-                                      sampling_passes=passes[model, D, "sampling"], num_params=flow.num_params)
+                                      sampling_passes=passes[model, D, "sampling"], num_params=flow.num_params,
+                                      fast=flow.fast)
             for (model, D), flow in flows.items()}
 
 

@@ -1,6 +1,7 @@
 """The timing helpers: repeats are interleaved, the results have the documented structure, the pass counts
-of the trade-off are exact, and the log-log fit recovers a known exponent. No wall-clock assertions: the
-call order is recorded by fake callables and the clock is a fake one where durations matter."""
+of the trade-off are exact (with fast=True and fast=False, and the flows are built with the requested one),
+and the log-log fit recovers a known exponent. No wall-clock assertions: the call order is recorded by fake
+callables and the clock is a fake one where durations matter."""
 
 import subprocess
 import sys
@@ -111,6 +112,38 @@ def test_measure_tradeoff_counts_K_and_K_times_D_passes_for_each_model():
         assert point.ratio == point.sampling.median / point.density.median
         assert point.num_params > 0
     assert results["MAF", 5].num_params == results["IAF", 5].num_params, "MAF and IAF share the MADE shape"
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_measure_tradeoff_builds_its_flows_with_the_requested_fast_and_the_same_pass_counts(fast, monkeypatch):
+    built = []
+    build = timing._build_flow
+
+    def recording_build(*args, **kwargs):
+        built.append(build(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(timing, "_build_flow", recording_build)
+    K, dims = 2, (3, 4)
+    results = timing.measure_tradeoff(dims=dims, K=K, hidden=(8,), n=4, repeats=1, min_repeat_seconds=1e-4,
+                                      fast=fast)
+    assert len(built) == len(results) == len(timing.MODEL_NAMES) * len(dims)
+    assert all(flow.fast is fast for flow in built), "every timed flow must be built with the requested fast"
+    assert all(point.fast is fast for point in results.values())
+    expected = {"MAF": lambda D: (K, K * D), "IAF": lambda D: (K * D, K), "RealNVP": lambda D: (K, K)}
+    for (model, D), point in results.items():  # the reference and the fast path make the same passes
+        assert (point.density_passes, point.sampling_passes) == expected[model](D), f"{model}, D = {D}, fast={fast}"
+
+
+def test_build_flow_passes_fast_to_every_flow_class():
+    for model in timing.MODEL_NAMES:
+        assert timing._build_flow(model, 4, 1, (8,), 0).fast is True, "fast=True is the default"
+        assert timing._build_flow(model, 4, 1, (8,), 0, fast=False).fast is False
+
+
+def test_measure_tradeoff_rejects_a_fast_that_is_not_a_bool():
+    with pytest.raises(TypeError, match="fast"):
+        timing.measure_tradeoff(dims=(2,), repeats=1, fast="no")
 
 
 def test_measure_tradeoff_rejects_an_unknown_model_name():
