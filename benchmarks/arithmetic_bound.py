@@ -1,13 +1,15 @@
-"""The matrix products alone: a lower bound on a MADE flow's density and training-step time (issue 6).
+"""The matrix products alone: a lower bound on a MADE flow's density and training-step time.
 
 For the three configurations of ``compare_libraries.py`` (5 MADEs with hidden (H, H); D = 2, H = 64, batch 512;
 D = 8, H = 128, batch 512; D = 64, H = 512, batch 256) this times, in float64 and float32, only the matrix
 products that a pass must do: forward ``x @ W_1``, ``h_1 @ W_2``, ``h_2 @ [W_mu | W_alpha]``, and for the
 training step also the five products of the backward pass (two per weight matrix, none for d/dx). Nothing
-else: no masks, biases, activations, autograd or Adam. With a block plan (``maf_numpy.made.block_plan``,
-used from D = 16 and width 256 on) a MADE does only the plan's ``fraction`` of this arithmetic, shown in the
-last columns. Compare with the peers' whole times in ``compare_libraries.py``: where float64 products alone
-take longer than a float32 peer's whole call, the float64 floors cannot be met by removing overhead.
+else: no masks, biases, activations, autograd or Adam. With a block plan
+(``maf_numpy.fast.made.block_plan``, which ``fast=True`` flows use where
+``maf_numpy.fast.made.blocked_products_pay``: from D = 16 and width 256 on) a MADE does only the plan's
+``fraction`` of this arithmetic, shown in the last columns. Compare with the peers' whole times in
+``compare_libraries.py``: where float64 products alone take longer than a float32 peer's whole call, the
+float64 floors cannot be met by removing overhead.
 
 Times are medians over 7 interleaved repeats of CPU time (``time.process_time``, steadier than the wall
 clock on a shared machine), one BLAS thread, malloc tuned as in the other scripts.
@@ -24,7 +26,8 @@ import time  # noqa: E402
 
 import numpy as onp  # noqa: E402
 
-from maf_numpy import made, masks, timing  # noqa: E402
+from maf_numpy import masks, timing  # noqa: E402
+from maf_numpy.fast import made as fast_made  # noqa: E402
 
 CONFIGS = [(2, 64, 512), (8, 128, 512), (64, 512, 256)]  # (D, H, batch)
 NUM_LAYERS = 5
@@ -59,8 +62,8 @@ def main():
           f"{'fwd (plan)':>10} {'fwd+bwd (plan)':>14}")
     for D, H, n in CONFIGS:
         degrees = masks.made_degrees(D, (H, H), "sequential", "sequential")
-        fraction = made.block_plan(degrees, masks.made_masks(degrees))["fraction"]
-        uses_plan = made.blocked_products_pay(degrees)
+        fraction = fast_made.block_plan(degrees, masks.made_masks(degrees))["fraction"]
+        uses_plan = fast_made.blocked_products_pay(degrees)
         for dtype in ("float64", "float32"):
             x, h, g_1, g_2 = (rng.standard_normal((n, width)).astype(dtype) for width in (D, H, H, H))
             g_out = rng.standard_normal((n, 2 * D)).astype(dtype)

@@ -72,7 +72,7 @@ def slices_for(network):
 
 
 def maf_combine(z, mu, alpha):
-    """MAF sampling's step on the coordinates of one degree, (n, k) each: affine_forward without the sum."""
+    """MAF sampling's step on the coordinates of one degree, (n, k) or (n,) each: affine_forward without the sum."""
     return z * onp.exp(alpha) + mu, alpha
 
 
@@ -101,7 +101,7 @@ def solve_sliced(params, u, combine, slices, activation="relu", y=None):
     u : ndarray of shape (n, D)
         The given side: z for MAF sampling, x for IAF density evaluation.
     combine : callable
-        ``(u, mu, alpha) -> (v, log_det_terms)`` on arrays of shape (n, k), elementwise.
+        ``(u, mu, alpha) -> (v, log_det_terms)`` on arrays of shape (n, k) or (n,), elementwise.
     slices : dict
         From :func:`degree_slices` (:func:`slices_for`).
     activation : {"relu", "tanh"}
@@ -138,8 +138,13 @@ def solve_sliced(params, u, combine, slices, activation="relu", y=None):
             if e > s:
                 h[l][:, s:e] = act(h[l - 1][:, :seen] @ W[l - 1][:seen, s:e] + b[l - 1][s:e])
         s, e = start[0][j + 1] - C, end[0][j + 1] - C  # the coordinates of degree j + 1 ...
-        if e > s:
-            seen = end[L][j]  # ... read the units of degree <= j of the last hidden layer
+        seen = end[L][j]  # ... read the units of degree <= j of the last hidden layer
+        if e - s == 1:  # one coordinate (a MAF or IAF layer): matrix-vector products, faster than one column
+            mu = h[L][:, :seen] @ W_mu[:seen, s] + b_mu[s]
+            alpha = h[L][:, :seen] @ W_alpha[:seen, s] + b_alpha[s]
+            v[:, C + s], log_det_terms = combine(u_sorted[:, s], mu, alpha)
+            log_det += log_det_terms
+        elif e > s:  # tied degrees: the block of coordinates at once
             mu = h[L][:, :seen] @ W_mu[:seen, s:e] + b_mu[s:e]
             alpha = h[L][:, :seen] @ W_alpha[:seen, s:e] + b_alpha[s:e]
             v[:, C + s:C + e], log_det_terms = combine(u_sorted[:, s:e], mu, alpha)
