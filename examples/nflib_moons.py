@@ -9,6 +9,7 @@ loaded back bit for bit. What nflib calls what:
 | ``flow.forward(x)`` (x -> z)   | ``flow.inverse(x)`` -> (z, log|det dz/dx|)                        |
 | ``flow.backward(z)`` (z -> x)  | ``flow.forward(z)`` -> (x, log|det dx/dz|)                        |
 | ``AffineHalfFlow(parity, scale=False)`` (NICE) | ``transforms.AffineCoupling(2, hidden, flip=parity, scale=False)`` |
+| NICE's diagonal scaling layer  | ``transforms.ActNorm`` (a per-coordinate scale and shift)         |
 | ``AffineHalfFlow(parity)`` (RealNVP)  | ``transforms.AffineCoupling(2, hidden, flip=parity)``         |
 | ``MAF(dim, parity)``           | ``transforms.MAFLayer(2, hidden, order=...)``                     |
 | ``IAF(dim, parity)``           | ``transforms.IAFLayer(2, hidden, order=...)``                     |
@@ -46,7 +47,9 @@ def flows(rng):
     seed = lambda: int(rng.integers(1 << 31))  # noqa: E731 - one fresh seed per layer or flow
     orders = lambda parity: [1, 0] if parity else [0, 1]  # noqa: E731 - MAF/IAF orderings, reversed every layer
     return {
-        "NICE": mf.Flow(2, alternating(lambda p: T.AffineCoupling(2, HIDDEN, flip=p, scale=False), 4),
+        # NICE: volume-preserving additive couplings, then the paper's diagonal scaling layer (§3.3; ActNorm is
+        # one, initialised from the data), over a logistic prior
+        "NICE": mf.Flow(2, alternating(lambda p: T.AffineCoupling(2, HIDDEN, flip=p, scale=False), 4) + [T.ActNorm(2)],
                         base=mf.Logistic(2), rng=seed()),
         "RealNVP": mf.Flow(2, alternating(lambda p: T.AffineCoupling(2, HIDDEN, flip=p), 8), rng=seed()),
         "MAF": mf.Flow(2, alternating(lambda p: T.MAFLayer(2, HIDDEN, order=orders(p)), 4), rng=seed()),

@@ -256,8 +256,9 @@ def assert_round_trip(obj, v, params=None, y=None, atol=None):
         if degrees is not None and len(degrees) == v.shape[1]:
             message += f"\n  coordinates off: {wrong.tolist()}, of degrees {degrees[wrong].tolist()}."
             if len(onp.unique(degrees)) > 1 and set(degrees[wrong].tolist()) == {int(degrees.max())}:
-                message += (" Only the coordinates of the highest degree are wrong: a D-pass solver that stops "
-                            "one pass early leaves exactly those inexact (pass k fixes degree k).")
+                message += (" Only the coordinates of the highest degree are wrong: if this direction solves an "
+                            "autoregressive recursion (MAF sampling, IAF density), a D-pass solver that stops one "
+                            "pass early leaves exactly those inexact (pass k fixes degree k).")
         message += ("\n  Hint: the two directions must compute the same conditioner from the same params; a "
                     "sequential direction needs all D passes.")
         raise AssertionError(message)
