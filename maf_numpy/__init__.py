@@ -9,7 +9,7 @@ A teaching implementation to read beside the papers. Direction convention: ``for
     flow.log_prob(x); flow.sample(1000, rng=1); flow.save("maf.npz"); mf.load("maf.npz")
 
 Modules, in dependency order (one way, no cycles): ``masks`` (MADE degrees and masks) -> ``made`` (the masked
-network) -> ``transforms`` (MAF, IAF, coupling and normalisation layers) -> ``flows`` (log_prob, sample) ->
+network) -> ``transforms`` (MAF, IAF, coupling and normalisation layers) -> ``flow``, ``flows`` (log_prob, sample) ->
 ``train`` (fit, with ``optim``'s Adam) -> ``io`` (save, load). ``fast`` holds the speed kernels, tested equal
 to the reference and used only when a flow has ``fast=True`` (the default); ``fast=False`` runs the readable
 code everywhere. ``conditional``, ``mog``, ``agnostic``, ``vi`` (ELBO and reverse-KL fitting), ``timing``,
@@ -22,6 +22,8 @@ from . import (
     conditional,
     datasets,
     fast,
+    flow,
+    flows,
     made,
     masks,
     mog,
@@ -52,8 +54,8 @@ __all__ = [
     "register_layer", "register_base", "register_flow", "load", "save", "StandardNormal", "Logistic",
     "standard_normal_log_prob", "Adam",
     # modules
-    "agnostic", "bases", "conditional", "datasets", "fast", "masks", "made", "mog", "optim", "testing", "timing",
-    "train", "transforms", "vi",
+    "agnostic", "bases", "conditional", "datasets", "fast", "flow", "flows", "masks", "made", "mog", "optim",
+    "testing", "timing", "train", "transforms", "vi",
 ]
 __version__ = "0.1.0"
 

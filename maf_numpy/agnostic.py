@@ -39,7 +39,7 @@ import numpy as onp
 
 from .building import ACTIVATION_NAMES
 from .densities import logsumexp, standard_normal_log_prob
-from .flows import Flow
+from .flow import Flow
 from .masks import make_order
 from .npz import register_flow_classes
 from .transforms import MAFLayer, Standardize

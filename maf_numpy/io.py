@@ -6,7 +6,7 @@ here: :data:`CLASSES`.
 """
 
 from . import agnostic, bases, conditional, mog, transforms  # noqa: F401 - importing them registers their classes
-from .flows import Flow
+from .flow import Flow
 from .npz import (
     BASE_CLASSES,
     FLOW_CLASSES,

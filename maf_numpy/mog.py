@@ -47,7 +47,7 @@ from autograd.tracer import getval
 from .building import check_common, check_context_dim, layer_orders, optional_config, standardize_layers
 from .conditional import ConditionalMixin
 from .densities import LOG_2PI, logsumexp
-from .flows import Flow
+from .flow import Flow
 from .made import MADENetwork, init_made_params, made_hidden, masked_dense
 from .masks import HIDDEN_DEGREE_MODES, make_order
 from .npz import register_base_classes, register_flow_classes
