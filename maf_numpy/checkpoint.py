@@ -24,6 +24,9 @@ CHECKPOINT_VERSION = 1
 RUN_OPTIONS = ("steps", "batch_size", "lr", "val_every", "patience", "val_fraction", "lr_decay", "ema",
                "weight_decay")
 OPTION_DEFAULTS = {"weight_decay": 0.0}  # for checkpoints written before the option existed
+# The shape of fit's lr_decay schedule (train._step_size): "cooldown" since 2026-12; checkpoints written before
+# that decayed along a cosine over the whole run, and a resumed run keeps the schedule it started with.
+SCHEDULE_BEFORE_2026_12 = "cosine"
 BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 FINISHED = ("completed", "early_stopped", "diverged", "stopped")
 
@@ -61,7 +64,8 @@ def write_checkpoint(path, state, run):
     history = state["history"]
     meta = {"options": run.options, "data": run.fingerprint, "step": state["step"], "cursor": state["cursor"],
             "since_best": state["since_best"], "elapsed": time.perf_counter() - run.start,
-            "history": {key: value for key, value in history.items() if not isinstance(value, list)}}
+            "history": {key: value for key, value in history.items() if not isinstance(value, list)},
+            "warnings": history.get("warnings", [])}  # the float warnings' counts: a list of small dicts
     arrays = {
         "__format__": onp.array(npz.CHECKPOINT_FORMAT_NAME), "__version__": onp.array(CHECKPOINT_VERSION),
         "__model__": onp.array(npz.model_header(run.flow)), "__run__": onp.array(json.dumps(meta)),
@@ -97,13 +101,18 @@ def read_checkpoint(resume, flow, options, fingerprint):
         raise ValueError(f"resume: {error}".replace("model file", "checkpoint")) from error
     meta = _check_checkpoint_header(arrays, path, flow)
     _check_same_run(meta, path, options, fingerprint)
+    lr_schedule = meta["options"].get("lr_schedule", SCHEDULE_BEFORE_2026_12)
+    if lr_schedule not in ("cooldown", SCHEDULE_BEFORE_2026_12):
+        raise ValueError(f"resume: the checkpoint's lr_schedule must be 'cooldown' or 'cosine', got {lr_schedule!r} "
+                         f"({path})")
     state = _checkpoint_state(arrays, meta, path, flow, fingerprint, options)
     split_rng_state = _checked_generator_state(arrays, "split_rng_state", path)
     try:
         npz.install_layer_state(flow, arrays, path, set())  # checks every entry before installing any
     except ValueError as error:
         raise ValueError(f"resume: {error}") from error
-    return {"state": state, "elapsed": float(meta["elapsed"]), "split_rng_state": split_rng_state}
+    return {"state": state, "elapsed": float(meta["elapsed"]), "split_rng_state": split_rng_state,
+            "lr_schedule": lr_schedule}
 
 
 def _check_checkpoint_header(arrays, path, flow):
@@ -197,6 +206,7 @@ def _checkpoint_state(arrays, meta, path, flow, fingerprint, options):
                **{key: arrays[f"history/{key}"].tolist() for key in ("train_nll", "val_nll", "time")}}
     if history.get("status") not in ("running", "interrupted", *FINISHED):
         raise ValueError(f"resume: {path}: unknown run status {history.get('status')!r}; it is damaged")
+    history["warnings"] = _checked_float_warnings(meta.get("warnings", []), path)  # none in older checkpoints
     if history["status"] == "interrupted":
         history.update(status="running", message="")
     return {"step": int(meta["step"]), "theta": arrays["theta"], "m": arrays["m"], "v": arrays["v"],
@@ -204,3 +214,15 @@ def _checkpoint_state(arrays, meta, path, flow, fingerprint, options):
             "train_losses": arrays["train_losses"].tolist(), "order": arrays["order"],
             "cursor": int(meta["cursor"]), "rng_state": _checked_generator_state(arrays, "rng_state", path),
             "history": history, "theta_avg": arrays["theta_avg"] if options["ema"] is not None else None}
+
+
+def _checked_float_warnings(records, path):
+    """history["warnings"] as written by fit: a list of {message, during, count, first_step, last_step,
+    n_steps}."""
+    keys = {"message": str, "during": str, "count": int, "first_step": int, "last_step": int, "n_steps": int}
+    if not isinstance(records, list) or not all(
+            isinstance(record, dict) and set(record) == set(keys)
+            and all(isinstance(record[key], kind) for key, kind in keys.items()) for record in records):
+        raise ValueError(f"resume: {path}: the run's 'warnings' entry is not a list of float-warning counts; "
+                         f"it is damaged")
+    return records

@@ -30,14 +30,13 @@ R. M. Neal. Slice sampling. Annals of Statistics 2003 (the funnel).
 """
 
 import time
-import warnings
 
 import autograd.numpy as np
 import numpy as onp
 from autograd import value_and_grad
 from autograd.tracer import getval
 
-from . import fast
+from . import fast, float_warnings
 from .densities import LOG_2PI, standard_normal_log_prob
 from .optim import adam_step, flat_vector, plain_unflatten
 from .validation import as_generator, check_bool, check_data, check_positive_float, check_positive_int
@@ -235,14 +234,18 @@ def fit_vi(flow, log_target, steps=2000, n_samples=64, lr=1e-2, rng=None, progre
         ``elbo_smoothed`` and ``time`` (seconds since the start), one entry per record;
         ``passes_per_step`` (conditioner passes of one forward evaluation; the backward pass adds
         about as much again), ``best_step``, ``best_elbo`` (smoothed), ``steps_run``, ``status``
-        ("completed", "diverged" or "interrupted") and ``message``.
+        ("completed", "diverged" or "interrupted"), ``message`` and ``warnings`` (NumPy's floating-point
+        warnings during the run, counted as in :func:`maf_numpy.train.fit`; empty for a clean run).
 
     Notes
     -----
     If the loss or its gradient becomes NaN or inf, training stops at once with a ``RuntimeWarning``,
     the best parameters seen are restored and ``history["status"]`` is ``"diverged"``. A
     KeyboardInterrupt (Jupyter's stop button) also keeps the best parameters seen and returns with
-    ``history["status"] == "interrupted"``.
+    ``history["status"] == "interrupted"``. As in :func:`maf_numpy.train.fit`, NumPy's floating-point
+    ``RuntimeWarning``s raised during the steps (those of ``log_target`` included: it is part of the loss) are
+    collected into ``history["warnings"]`` and reported once, in the divergence message or in one summary
+    ``RuntimeWarning`` at the end; every other warning passes through unchanged.
     """
     _check_flow(flow)
     _check_log_target(log_target)
@@ -262,43 +265,59 @@ def fit_vi(flow, log_target, steps=2000, n_samples=64, lr=1e-2, rng=None, progre
 
     loss_and_grad = value_and_grad(loss)
     history = {"step": [], "elbo": [], "elbo_smoothed": [], "time": [], "passes_per_step": 0,
-               "best_step": 0, "best_elbo": -onp.inf, "steps_run": 0, "status": "completed", "message": ""}
+               "best_step": 0, "best_elbo": -onp.inf, "steps_run": 0, "status": "completed", "message": "",
+               "warnings": []}
     dtype = getattr(flow, "dtype", onp.dtype(onp.float64))
     theta, unflatten = flat_vector(flow.params, dtype), plain_unflatten(flow.params)[0]  # stays in the flow's dtype
     best = {"theta": theta.copy()}  # the loop writes the best flat parameters here
+    collector = float_warnings.FloatWarnings()  # NumPy's overflow warnings: counted, reported once
     try:
-        _adam_loop(flow, loss_and_grad, theta, unflatten, best, history, rng, steps, n_samples, lr, lr_decay,
-                   smoothing, record_every, progress)
+        with collector:
+            _adam_loop(flow, loss_and_grad, theta, unflatten, best, history, rng, steps, n_samples, lr, lr_decay,
+                       smoothing, record_every, progress, collector)
     except KeyboardInterrupt:  # Jupyter's stop button: keep the best parameters seen so far
         history["status"] = "interrupted"
         history["message"] = (f"interrupted after {history['steps_run']} steps; kept the best parameters "
                               f"(smoothed ELBO {history['best_elbo']:.4f} at step {history['best_step']})")
         print(history["message"], flush=True)
     flow.params = unflatten(best["theta"])
+    float_warnings.report(history, "VI", VI_FLOAT_ADVICE, stacklevel=2)  # the one message of the run
     return history
 
 
+# What NumPy's floating-point warnings during VI usually mean, and what to try (in fit_vi's one message).
+VI_FLOAT_ADVICE = ("Such warnings usually mean that a layer's scale exp(alpha), an activation or the target's "
+                   "log-density at the flow's samples left float range: try a smaller lr, or a flow built with "
+                   "alpha_clamp (e.g. alpha_clamp=3.0 bounds every layer's log-scale); np.seterr(all='raise') "
+                   "stops at the first one with a traceback.")
+
+
 def _adam_loop(flow, loss_and_grad, theta, unflatten, best, history, rng, steps, n_samples, lr, lr_decay,
-               smoothing, record_every, progress):
-    """The Adam loop of :func:`fit_vi`: updates ``history`` and ``best["theta"]`` in place."""
+               smoothing, record_every, progress, collector):
+    """The Adam loop of :func:`fit_vi`: updates ``history`` and ``best["theta"]`` in place; ``collector``
+    (a :class:`maf_numpy.float_warnings.FloatWarnings`) takes NumPy's floating-point warnings."""
     m, v = onp.zeros_like(theta), onp.zeros_like(theta)
     adam = fast.adam_step if getattr(flow, "fast", False) else adam_step  # the same update, bit for bit
     average, weight = 0.0, 0.0
     report_every = max(1, steps // 20)
     start = time.perf_counter()
     for step in range(1, steps + 1):
+        collector.step, collector.during = step, "loss and gradient"
         z = rng.standard_normal((n_samples, flow.dim))
         with flow._counting_passes():
             value, grad = loss_and_grad(unflatten(theta), z)
         history["passes_per_step"] = flow.passes
         g = flat_vector(grad, theta.dtype)
+        history["warnings"] = float_warnings.merge(history["warnings"], collector.take())
         if not (onp.isfinite(value) and onp.all(onp.isfinite(g))):
+            records = history["warnings"]
+            then = f" {float_warnings.describe(records, VI_FLOAT_ADVICE)}" if records else " Try a smaller lr."
             history["status"] = "diverged"
             history["message"] = (f"VI diverged at step {step}: the negative ELBO or its gradient is not finite "
                                   f"(loss = {value}); restored the best parameters (smoothed ELBO "
-                                  f"{history['best_elbo']:.4f} at step {history['best_step']}). Try a smaller lr.")
-            warnings.warn(history["message"], RuntimeWarning, stacklevel=3)
+                                  f"{history['best_elbo']:.4f} at step {history['best_step']}).{then}")
             return
+        collector.during = "Adam step"
         estimate = -float(value)
         average, weight = smoothing * average + (1 - smoothing) * estimate, smoothing * weight + (1 - smoothing)
         smoothed = average / weight  # bias-corrected moving average, as in Adam
@@ -306,6 +325,7 @@ def _adam_loop(flow, loss_and_grad, theta, unflatten, best, history, rng, steps,
             best["theta"], history["best_elbo"], history["best_step"] = theta.copy(), smoothed, step
         step_lr = lr * (0.01 + 0.99 * 0.5 * (1 + onp.cos(onp.pi * (step - 1) / steps))) if lr_decay else lr
         theta, m, v = adam(theta, g, m, v, step, step_lr)
+        history["warnings"] = float_warnings.merge(history["warnings"], collector.take())
         history["steps_run"] = step
         if step % record_every == 0 or step == steps:
             history["step"].append(step)

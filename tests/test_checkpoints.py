@@ -7,6 +7,7 @@ exception, which ``fit`` must not swallow. No real signals are sent.
 
 import json
 import os
+import warnings
 
 import numpy as onp
 import pytest
@@ -190,6 +191,45 @@ def test_resuming_a_finished_run_returns_its_history_without_training(moons, tmp
     assert onp.array_equal(flat(again), flat(flow))
 
 
+def with_a_harmless_overflow(flow):
+    """The flow, whose log-density now overflows an exp at every evaluation without changing its value."""
+    log_density = flow.log_density
+    flow.log_density = lambda params, x, y=None: log_density(params, x, y) + onp.minimum(onp.exp(1000.0), 0.0)
+    return flow
+
+
+def test_the_float_warnings_of_a_run_survive_an_interrupt_and_a_resume_bit_identical(moons, monkeypatch, tmp_path):
+    x_train, x_val = moons
+    done, path = tmp_path / "done.npz", tmp_path / "run.npz"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the summary warning of each run
+        flow = with_a_harmless_overflow(FACTORIES["MAF"]())
+        expected = flow.fit(x_train, x_val, rng=0, checkpoint=done, **OPTIONS)
+        reference = flat(flow), expected
+        fit_interrupted_at(monkeypatch, with_a_harmless_overflow(FACTORIES["MAF"]()), 33, x_train, x_val, rng=0,
+                           checkpoint=path, **OPTIONS)
+        resumed = with_a_harmless_overflow(FACTORIES["MAF"]())
+        history = resumed.fit(x_train, x_val, resume=path, **OPTIONS)
+        finished = FACTORIES["MAF"]().fit(x_train, x_val, resume=done, **OPTIONS)  # no training: no new warnings
+    assert {(r["during"], r["count"]) for r in reference[1]["warnings"]} == {("loss and gradient", 60),
+                                                                            ("validation", 13)}
+    assert_same_run(resumed, history, reference)  # history["warnings"] included
+    assert without_time(finished) == without_time(reference[1])
+
+
+def test_a_checkpoint_written_before_history_warnings_existed_resumes_with_none(moons, checkpoint, tmp_path):
+    x_train, x_val = moons
+
+    def without_warnings(arrays):
+        run = json.loads(str(arrays["__run__"]))
+        del run["warnings"]
+        return {**arrays, "__run__": onp.array(json.dumps(run))}
+
+    history = FACTORIES["MAF"]().fit(x_train, x_val, resume=rewrite(checkpoint, tmp_path, without_warnings),
+                                     **OPTIONS)
+    assert history["status"] == "completed" and history["warnings"] == []
+
+
 def test_a_generator_passed_to_fit_moves_on_as_if_it_drew_every_epoch(moons):
     x_train, x_val = moons
     rng = onp.random.default_rng(5)
@@ -259,6 +299,12 @@ REFUSALS = {  # id: (flow factory, change to the data, fit options, change to th
     "not-ours": (None, None, {}, lambda a: {**a, "__format__": onp.array("nflows")},
                  "^resume: .*not a maf_numpy checkpoint"),
     "damaged-run-json": (None, None, {}, lambda a: {**a, "__run__": onp.array("{oops")}, "^resume: .*'__run__'"),
+    "damaged-float-warnings": (None, None, {}, lambda a: {**a, "__run__": onp.array(json.dumps(
+        {**json.loads(str(a["__run__"])), "warnings": [{"message": 1}]}))}, "^resume: .*'warnings' entry"),
+    "unknown-lr-schedule": (None, None, {}, lambda a: {**a, "__run__": onp.array(json.dumps(
+        {**json.loads(str(a["__run__"])), "options": {**json.loads(str(a["__run__"]))["options"],
+                                                      "lr_schedule": "linear"}}))},
+        "^resume: the checkpoint's lr_schedule must be 'cooldown' or 'cosine', got 'linear'"),
     "theta-wrong-shape": (None, None, {}, lambda a: {**a, "theta": a["theta"][:-1]}, "^resume: .*'theta'"),
     "order-not-a-permutation": (None, None, {}, lambda a: {**a, "order": onp.zeros_like(a["order"])},
                                 "^resume: .*'order' is not a permutation"),

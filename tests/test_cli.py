@@ -4,13 +4,26 @@ Each test runs the real command in a subprocess (with this interpreter), as a us
 """
 
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
+import pytest
 
 import maf_numpy as mf
-from maf_numpy.__main__ import DEMO_MODELS, DEMO_TOYS, format_table, toy_splits, train_and_measure
+from maf_numpy.__main__ import (
+    DEMO_MODELS,
+    DEMO_OUT,
+    DEMO_TOYS,
+    format_table,
+    make_parser,
+    toy_splits,
+    train_and_measure,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_cli(*args, cwd=None, timeout=120):
@@ -25,16 +38,42 @@ def test_help_exits_zero_and_names_the_subcommands():
     assert "demo" in result.stdout and "fit" in result.stdout
 
 
-def test_fast_demo_prints_a_row_per_model_and_writes_the_three_figures(tmp_path):
-    result = run_cli("demo", "--fast", "--out", tmp_path, timeout=60)
+def test_fast_demo_prints_a_row_per_model_and_writes_the_three_figures_where_out_says(tmp_path):
+    out, cwd = tmp_path / "chosen", tmp_path / "cwd"
+    cwd.mkdir()
+    result = run_cli("demo", "--fast", "--out", out, cwd=cwd, timeout=60)
     assert result.returncode == 0, result.stderr
     table = result.stdout.split("test NLL ± 2se", 1)[1]  # the table, after its header
     for toy in DEMO_TOYS:
         for model, _ in DEMO_MODELS:
             assert any(line.split()[:2] == [toy, model] for line in table.splitlines()), (toy, model)
     for name in [f"demo_{toy}.png" for toy in DEMO_TOYS] + ["demo_nll_curves.png"]:
-        path = tmp_path / name
+        path = out / name
         assert path.is_file() and path.stat().st_size > 1000, name
+    assert f"figures written to {out}{os.sep}: demo_" in result.stdout  # says where they went
+    assert list(cwd.iterdir()) == []  # nothing in the default folder or anywhere else
+
+
+def test_the_demos_default_folder_is_not_tracked_so_the_readme_command_changes_no_tracked_file():
+    assert make_parser().parse_args(["demo"]).out == DEMO_OUT != "figures"
+    assert make_parser().parse_args(["demo", "--out", "figures"]).out == "figures"  # how to regenerate them
+    assert f"{DEMO_OUT}/" in (ROOT / ".gitignore").read_text().splitlines()
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    git = ["git", "-C", str(ROOT)]
+    assert subprocess.run([*git, "ls-files", "--", DEMO_OUT], capture_output=True, text=True).stdout == ""
+    ignored = subprocess.run([*git, "check-ignore", "-q", f"{DEMO_OUT}/demo_fig1.png"])
+    assert ignored.returncode == 0, f"git does not ignore {DEMO_OUT}/"
+    tracked = subprocess.run([*git, "ls-files", "--", "figures/demo_fig1.png"], capture_output=True, text=True)
+    assert tracked.stdout.strip() == "figures/demo_fig1.png"  # --out figures rewrites the tracked copies
+
+
+def test_help_says_where_the_demo_writes_and_how_to_regenerate_the_tracked_figures():
+    result = run_cli("demo", "--help")
+    assert result.returncode == 0, result.stderr
+    assert f"default: {DEMO_OUT}" in result.stdout and "--out figures" in result.stdout
+    epilog = run_cli("--help").stdout
+    assert f"figures in ./{DEMO_OUT}" in epilog and "demo --out figures" in epilog
 
 
 def test_fit_writes_a_model_that_load_reads_back_with_the_same_log_prob(tmp_path):

@@ -18,7 +18,7 @@ from tests.helpers import perturb
 
 BEST_DIAGONAL_GAUSSIAN_ELBO = -0.768
 HISTORY_KEYS = {"step", "elbo", "elbo_smoothed", "time", "passes_per_step", "best_step", "best_elbo",
-                "steps_run", "status", "message"}
+                "steps_run", "status", "message", "warnings"}
 
 
 def small_flow(cls=mf.IAF, seed=0, **options):
@@ -149,6 +149,22 @@ def test_fit_vi_stops_with_a_warning_and_keeps_finite_parameters_on_a_non_finite
         history = vi.fit_vi(flow, target_that_breaks, steps=50, n_samples=8, rng=0, progress=False)
     assert history["status"] == "diverged" and history["steps_run"] < 50
     assert onp.all(onp.isfinite(flatten(flow.params)[0]))
+
+
+def test_a_diverging_fit_vi_prints_one_message_not_numpy_warnings():
+    """lr = 10 overflows exp(alpha) at step 2: NumPy's RuntimeWarnings are counted in the history and named in
+    the one divergence warning instead of streaming out."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = vi.fit_vi(small_flow(), vi.funnel_log_density, steps=50, n_samples=8, lr=10.0, rng=0,
+                            progress=False)
+    assert history["status"] == "diverged"
+    assert [w.category for w in caught] == [RuntimeWarning], [str(w.message) for w in caught]
+    message = str(caught[0].message)
+    assert message == history["message"] and message.startswith("VI diverged at step 2")
+    assert "floating-point warnings at step 2" in message and "history['warnings']" in message
+    assert history["warnings"] and all(record["first_step"] == 2 for record in history["warnings"])
+    assert any(record["message"] == "overflow encountered in exp" for record in history["warnings"])
 
 
 def test_fit_vi_prints_progress_lines(capsys):
