@@ -1,9 +1,11 @@
 """Command line: ``python -m maf_numpy demo`` and ``python -m maf_numpy fit``.
 
-    python -m maf_numpy demo [--fast] [--out figures] [--steps N] [--seed S] [--jobs J]
+    python -m maf_numpy demo [--fast] [--out demo_output] [--steps N] [--seed S] [--jobs J]
         Train MADE, MAF-5, IAF-5 and RealNVP-5 on two 2D toys, print a table of held-out NLL, KL to the
         true density, parameter counts, training times and network passes, and write the figures
-        demo_fig1.png, demo_8gaussians.png and demo_nll_curves.png. The eight models train in J worker
+        demo_fig1.png, demo_8gaussians.png and demo_nll_curves.png to ``--out`` (default ``demo_output/``,
+        which git ignores, so running the demo changes no tracked file; ``--out figures`` regenerates the
+        copies tracked in git in ``figures/``). The eight models train in J worker
         processes (default 2) with single-threaded BLAS: about 30 s on two idle cores.
     python -m maf_numpy fit --data fig1 --flow maf [--layers 5] [--hidden 64,64] [--steps 2000] ...
         Train one model on a named toy, print its held-out NLL and save it (``maf_numpy.load`` reads it).
@@ -16,6 +18,7 @@ import argparse
 import concurrent.futures
 import contextlib
 import importlib
+import inspect
 import multiprocessing
 import os
 import sys
@@ -27,12 +30,15 @@ import numpy as np
 from . import datasets
 from .flows import IAF, MADE, MAF, RealNVP
 from .mog import MADEMoG, MAFMoG
+from .train import fit as _fit
 
 EXACT_ENTROPY = ("fig1", "checkerboard")  # the others' entropies are Monte-Carlo estimates (datasets.py)
 FLOWS = ("made", "maf", "iaf", "realnvp", "mademog", "mafmog")
 DEMO_TOYS = ("fig1", "8gaussians")
 DEMO_MODELS = (("MADE", "made"), ("MAF-5", "maf"), ("IAF-5", "iaf"), ("RealNVP-5", "realnvp"))
-DEMO_LR = 3e-3
+FIT_LR = inspect.signature(_fit).parameters["lr"].default  # fit's default step size: one set of defaults
+DEMO_LR = FIT_LR
+DEMO_OUT = "demo_output"  # the demo's default folder, in .gitignore; "figures" holds the tracked copies
 DEMO_STEPS = 2000  # measured: MAF-5 on fig1 within 0.005 nats of the entropy; whole demo ~1 min on 2 cores
 FAST = {"steps": 100, "n_train": 1000, "n_val": 200, "n_test": 1000, "resolution": 60, "n_samples": 500}
 FULL = {"steps": DEMO_STEPS, "n_train": 10_000, "n_val": 2_000, "n_test": 20_000, "resolution": 200,
@@ -321,7 +327,7 @@ def run_demo(args):
     print("KL to truth = test NLL - true entropy >= 0 (up to the NLL's ± 2se). passes = MADE or coupling "
           "network evaluations for log_prob / sample of 10 points.")
     names = [f"demo_{toy}.png" for toy in DEMO_TOYS] + ["demo_nll_curves.png"]
-    print(f"figures written to {args.out}/: {', '.join(names)}")
+    print(f"figures written to {os.path.abspath(args.out)}{os.sep}: {', '.join(names)}")
     print(f"total time {time.perf_counter() - start:.1f} s")
     return 0
 
@@ -381,8 +387,9 @@ def make_parser():
     parser = argparse.ArgumentParser(
         prog="python -m maf_numpy",
         description="MADE, MAF, IAF and RealNVP in NumPy + autograd: a demo on 2D toys, or fit one model.",
-        epilog="examples:\n  python -m maf_numpy demo            # about 30 s on 2 cores; figures in ./figures\n"
+        epilog=f"examples:\n  python -m maf_numpy demo            # about 30 s on 2 cores; figures in ./{DEMO_OUT}\n"
                "  python -m maf_numpy demo --fast     # a few seconds\n"
+               "  python -m maf_numpy demo --out figures   # regenerate the figures tracked in git\n"
                "  python -m maf_numpy fit --data fig1 --flow maf --layers 5 --out maf_fig1.npz\n"
                "run 'python -m maf_numpy demo --help' or '... fit --help' for the options.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -395,7 +402,9 @@ def make_parser():
                     "demo_<toy>.png and demo_nll_curves.png.")
     demo.add_argument("--fast", action="store_true",
                       help=f"{FAST['steps']} steps and small data sets, for tests (also: env MAF_FAST=1)")
-    demo.add_argument("--out", default="figures", help="folder for the figures (created; default: figures)")
+    demo.add_argument("--out", default=DEMO_OUT,
+                      help=f"folder for the figures (created; default: {DEMO_OUT}, which git ignores; "
+                           "--out figures regenerates the copies tracked in git)")
     demo.add_argument("--steps", type=positive_int, default=None,
                       help=f"Adam steps per model (default {FULL['steps']}, or {FAST['steps']} with --fast)")
     demo.add_argument("--seed", type=int, default=0, help="seed of data, initialisation and training")
@@ -414,7 +423,8 @@ def make_parser():
     fit.add_argument("--hidden", type=parse_hidden, default=(64, 64), help="hidden widths (default 64,64)")
     fit.add_argument("--steps", type=positive_int, default=2000, help="Adam steps (default 2000)")
     fit.add_argument("--batch-size", type=positive_int, default=256, help="minibatch size (default 256)")
-    fit.add_argument("--lr", type=positive_float, default=3e-3, help="Adam step size (default 3e-3)")
+    fit.add_argument("--lr", type=positive_float, default=FIT_LR,
+                     help=f"Adam step size (default {FIT_LR:g}, fit's default)")
     fit.add_argument("--n-train", type=positive_int, default=10_000, help="training points (default 10000)")
     fit.add_argument("--seed", type=int, default=0, help="seed of data, initialisation and training")
     fit.add_argument("--out", default=None, help="where to save (default <flow>_<data>.npz)")

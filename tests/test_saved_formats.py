@@ -41,7 +41,10 @@ def test_a_checkpoint_written_in_format_1_resumes_to_the_end_of_the_uninterrupte
     path.write_bytes(open(os.path.join(DATA, "v1_checkpoint.npz"), "rb").read())
     x = mf.datasets.toy("moons", 300, rng=0)
     flow = mf.MAF(2, num_layers=2, hidden=(8,), rng=5)
-    history = flow.fit(x, steps=20, batch_size=64, val_every=5, progress=False, rng=0, resume=path)
+    # the run's own options: fit's defaults were lr=1e-3 and patience=20 then; its lr_decay was the cosine over
+    # the whole run (the checkpoint predates the cooldown schedule), which the resumed run keeps
+    history = flow.fit(x, steps=20, batch_size=64, val_every=5, progress=False, rng=0, resume=path, lr=1e-3,
+                       patience=20)
     assert history["status"] == "completed" and history["steps_run"] == 20
     assert abs(history["best_val_nll"] - expected["checkpoint_best_val_nll"]) < 1e-12
     onp.testing.assert_allclose(flow.log_prob(onp.array(expected["probe"])), expected["checkpoint_log_prob"],

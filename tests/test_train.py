@@ -8,6 +8,7 @@ MADE that generates x1 first cannot (p(x1) is not Gaussian), while one that gene
 
 import warnings
 
+import autograd.numpy as anp
 import numpy as onp
 import pytest
 
@@ -16,7 +17,7 @@ from maf_numpy import datasets
 
 ENTROPY_FIG1 = 3.531
 HISTORY_KEYS = {"step", "train_nll", "val_nll", "time", "best_step", "best_val_nll", "steps_run", "status",
-                "message", "val_source"}
+                "message", "val_source", "warnings"}
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +73,7 @@ def test_history_has_the_documented_keys_and_one_entry_per_validation(moons):
     assert len(history["train_nll"]) == len(history["val_nll"]) == len(history["time"]) == 6
     assert onp.all(onp.isfinite(history["train_nll"])) and onp.all(onp.diff(history["time"]) >= 0)
     assert history["steps_run"] == 60 and history["status"] == "completed" and history["message"] == ""
-    assert history["val_source"] == "x_val"
+    assert history["val_source"] == "x_val" and history["warnings"] == []
 
 
 def test_the_final_params_are_the_best_seen_and_give_best_val_nll(moons):
@@ -161,6 +162,130 @@ def test_a_flow_whose_loss_is_not_finite_from_the_start_is_left_unchanged(moons)
         history = flow.fit(x_train, x_val, steps=20, rng=0, progress=False)
     assert history["status"] == "diverged" and history["steps_run"] == 0
     assert onp.array_equal(flat_params(flow), before)
+
+
+# --- NumPy's floating-point warnings: collected, reported once ------------------------------------------
+FLOAT_WARNING_KEYS = {"message", "during", "count", "first_step", "last_step", "n_steps"}
+
+
+class UnitGaussian:
+    """The smallest object ``fit`` accepts (``params``, ``dim``, ``log_density``): N(mu, I) with mu learnt."""
+
+    dim = 2
+
+    def __init__(self):
+        self.params = {"mu": onp.zeros(2)}
+
+    def log_density(self, params, x, y=None):
+        return -0.5 * anp.sum((x - params["mu"]) ** 2, axis=1) - onp.log(2 * onp.pi)
+
+    def fit(self, *args, **options):
+        return mf.train.fit(self, *args, **options)
+
+
+class HarmlessOverflow(UnitGaussian):
+    """Overflows an exp at every evaluation, harmlessly (min(inf, 0) = 0): the loss stays finite, as when
+    an intermediate value of a layer leaves float range and is then squashed."""
+
+    def log_density(self, params, x, y=None):
+        return super().log_density(params, x) + onp.minimum(onp.exp(onp.float64(1000.0)), 0.0)
+
+
+class Chatty(UnitGaussian):
+    """Raises a DeprecationWarning and a UserWarning at every evaluation: not ours to collect."""
+
+    def log_density(self, params, x, y=None):
+        warnings.warn("a deprecated way of computing a density", DeprecationWarning, stacklevel=1)
+        warnings.warn("a note from the model", UserWarning, stacklevel=1)
+        return super().log_density(params, x)
+
+
+def fit_recording(flow, *args, **options):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = flow.fit(*args, **options)
+    return history, caught
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "reference"])
+def test_a_diverging_fit_prints_one_message_not_numpy_warnings(moons, fast):
+    """lr = 0.5 overflows exp(alpha) at step 2: NumPy raises about ten RuntimeWarnings on internal lines
+    (layers, made.py, autograd); fit keeps them in the history and says it all in the divergence warning."""
+    x_train, x_val = moons
+    flow = mf.MAF(2, num_layers=2, hidden=(16, 16), rng=0, fast=fast)
+    history, caught = fit_recording(flow, x_train, x_val, steps=50, lr=0.5, val_every=5, rng=0, progress=False)
+    assert history["status"] == "diverged"
+    assert [w.category for w in caught] == [RuntimeWarning], [str(w.message) for w in caught]
+    message = str(caught[0].message)
+    assert message == history["message"]
+    assert message.startswith("training diverged at step 2: the training loss or its gradient is not finite")
+    assert "floating-point warnings at step 2, in the loss and gradient" in message
+    assert "overflow encountered in" in message and "history['warnings']" in message
+    assert "smaller lr" in message and "alpha_clamp" in message
+    records = history["warnings"]
+    assert records and all(set(record) == FLOAT_WARNING_KEYS for record in records)
+    assert all(record["during"] == "loss and gradient" and record["first_step"] == record["last_step"] == 2
+               for record in records)
+    assert any(record["message"].startswith("overflow encountered in") for record in records)
+    assert len({(record["message"], record["during"]) for record in records}) == len(records)  # deduplicated
+    assert f"NumPy raised {sum(record['count'] for record in records)} floating-point warnings" in message
+
+
+def test_float_warnings_of_a_run_that_completes_are_counted_and_summarised_in_one_warning(moons):
+    x_train, x_val = moons
+    history, caught = fit_recording(HarmlessOverflow(), x_train, x_val, steps=20, val_every=5, rng=0,
+                                    progress=False)
+    assert history["status"] == "completed"
+    assert sorted(history["warnings"], key=lambda r: r["during"]) == [
+        {"message": "overflow encountered in exp", "during": "loss and gradient", "count": 20, "first_step": 1,
+         "last_step": 20, "n_steps": 20},
+        {"message": "overflow encountered in exp", "during": "validation", "count": 5, "first_step": 0,
+         "last_step": 20, "n_steps": 5},  # before step 1, then at steps 5, 10, 15 and 20
+    ]
+    assert [w.category for w in caught] == [RuntimeWarning]
+    message = str(caught[0].message)
+    assert message.startswith("training completed after 20 steps, but NumPy raised 25 floating-point warnings "
+                              "between steps 0 and 20 (kept in history['warnings']")
+    assert "overflow encountered in exp (20 times, at 20 steps between 1 and 20, in the loss and gradient)" in message
+    assert "smaller lr" in message and history["message"] == ""
+
+
+def test_user_warnings_pass_through_fit(moons):
+    """Warnings that are not NumPy's floating-point ones reach the caller as they would without fit: every
+    one under "always", once per line under "default", as an exception under "error"; the float warnings
+    of the caller's own callback are shown (once per line), not collected."""
+    x_train, x_val = moons
+    options = {"steps": 10, "val_every": 5, "rng": 0, "progress": False}
+
+    def callback(step, history, flow):
+        onp.exp(onp.float64(1000.0))  # the caller's own overflow
+
+    history, caught = fit_recording(Chatty(), x_train, x_val, callback=callback, **options)
+    evaluations = 10 + 3  # one loss per step, validations before step 1 and at steps 5 and 10
+    texts = [(w.category, str(w.message)) for w in caught]
+    assert texts.count((DeprecationWarning, "a deprecated way of computing a density")) == evaluations
+    assert texts.count((UserWarning, "a note from the model")) == evaluations
+    (overflow,) = [w for w in caught if w.category is RuntimeWarning]
+    assert str(overflow.message) == "overflow encountered in exp" and overflow.filename == __file__
+    assert history["status"] == "completed" and history["warnings"] == []
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        Chatty().fit(x_train, x_val, **options)
+    assert [str(w.message) for w in caught].count("a note from the model") == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("error", UserWarning)
+        with pytest.raises(UserWarning, match="a note from the model"):
+            Chatty().fit(x_train, x_val, **options)
+
+
+def test_a_clean_fit_raises_no_warning_and_leaves_the_warning_machinery_as_it_was(moons):
+    x_train, x_val = moons
+    filters, show = list(warnings.filters), warnings.showwarning
+    history, caught = fit_recording(small_maf(), x_train, x_val, steps=20, val_every=5, rng=0, progress=False)
+    assert caught == [] and history["warnings"] == []
+    assert warnings.filters == filters and warnings.showwarning is show
 
 
 # --- progress -----------------------------------------------------------------------------------------
@@ -349,3 +474,23 @@ def test_ema_must_be_a_number_in_zero_one():
             mf.MAF(2, num_layers=1, hidden=(8,), rng=0).fit(x, steps=1, progress=False, ema=bad)
     with pytest.raises(TypeError, match="ema"):
         mf.MAF(2, num_layers=1, hidden=(8,), rng=0).fit(x, steps=1, progress=False, ema="0.9")
+
+
+def test_the_default_schedule_holds_lr_for_70_percent_of_the_steps_then_cools_down_to_lr_over_100():
+    from maf_numpy.train import _step_size
+
+    options = {"lr": 3e-3, "steps": 1000, "lr_decay": True, "lr_schedule": "cooldown"}
+    lrs = onp.array([_step_size(step, options) for step in range(1, 1001)])
+    assert onp.all(lrs[:700] == 3e-3)  # steps 1..700: constant
+    assert onp.all(onp.diff(lrs[699:]) < 0)  # then strictly decreasing ...
+    assert abs(lrs[-1] - 3e-5) < 1e-15  # ... to lr / 100 at the last step
+    assert abs(_step_size(850, options) - 3e-3 * (0.01 + 0.99 * 0.5)) < 1e-15  # half way down at mid-cooldown
+    assert _step_size(500, {**options, "lr_decay": False}) == 3e-3
+
+
+def test_fit_defaults_are_the_documented_ones():
+    import inspect
+
+    defaults = {k: p.default for k, p in inspect.signature(mf.train.fit).parameters.items()}
+    assert (defaults["lr"], defaults["lr_decay"], defaults["patience"], defaults["ema"]) == (3e-3, True, None, None)
+    assert inspect.signature(mf.MAF(2, rng=0).fit).parameters["lr"].default == 3e-3  # flow.fit shows the same
