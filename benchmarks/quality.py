@@ -46,6 +46,7 @@ import argparse  # noqa: E402
 import concurrent.futures  # noqa: E402
 import datetime  # noqa: E402
 import importlib.util  # noqa: E402
+import re  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 
@@ -158,6 +159,22 @@ def run_job(toy, model, steps, seed):
     return {"toy": toy, "model": model, "steps": steps, "seed": seed, **train(toy, model, steps, seed)}
 
 
+LOG_LINE = re.compile(r"\] (\S+)\s+(.+?)\s+(\d+) steps seed (\d+): KL (\S+)(?: \+- (\S+))? \((\w+), ")
+
+
+def results_from_log(path):
+    """The results of a run from the progress lines it printed (``--from-log``)."""
+    results = []
+    with open(path) as file:
+        for line in file:
+            match = LOG_LINE.search(line)
+            if match:
+                toy, model, steps, seed, kl, se, status = match.groups()
+                results.append({"toy": toy, "model": model, "steps": int(steps), "seed": int(seed), "kl": float(kl),
+                                "se": float(se) / 2 if se else float("nan"), "status": status})
+    return results
+
+
 def available(model):
     """Whether the library of ``model`` can be imported here."""
     library = MODELS[model][0]
@@ -166,26 +183,31 @@ def available(model):
 
 
 def summary(results, toy, model, steps):
-    """Mean KL over seeds and 2 standard errors (across seeds if several, else Monte Carlo), or None."""
+    """Mean KL over seeds, 2 standard errors (across seeds if several, else Monte Carlo), the number that
+    diverged, the number of seeds and the range over seeds; or None."""
     cells = [r for r in results if (r["toy"], r["model"], r["steps"]) == (toy, model, steps)]
     if not cells:
         return None
     kls = np.array([r["kl"] for r in cells])
-    two_se = 2 * (np.std(kls, ddof=1) / np.sqrt(kls.size) if kls.size > 1 else cells[0]["se"])
+    two_se = 2 * (np.std(kls, ddof=1) / np.sqrt(kls.size) if kls.size > 1 else cells[0].get("se", np.nan))
     diverged = sum(r["status"] == "diverged" for r in cells)
-    return float(np.mean(kls)), float(two_se), diverged, len(cells)
+    return float(np.mean(kls)), float(two_se), diverged, len(cells), (float(kls.min()), float(kls.max()))
 
 
 def print_tables(results, toys, models, budgets, markdown):
     for steps in budgets:
-        print(f"\nKL(p || q) in nats after {steps} Adam steps (mean +- 2 s.e.; lower is better)")
-        columns = [m for m in models if summary(results, toys[0], m, steps) is not None]
+        print(f"\nKL(p || q) in nats after {steps} Adam steps (mean +- 2 s.e. [range over seeds]; lower is better)")
+        columns = [m for m in models if any(summary(results, toy, m, steps) for toy in toys)]
         cells = [["toy", *columns]]
         for toy in toys:
             row = [toy]
             for model in columns:
-                mean, two_se, diverged, _ = summary(results, toy, model, steps)
-                row.append(f"{mean:.3f} +- {two_se:.3f}" + (f" ({diverged} diverged)" if diverged else ""))
+                if summary(results, toy, model, steps) is None:
+                    row.append("-")
+                    continue
+                mean, two_se, diverged, n, (low, high) = summary(results, toy, model, steps)
+                spread = f" [{low:.3f}, {high:.3f}]" if n > 1 else ""
+                row.append(f"{mean:.3f} +- {two_se:.3f}{spread}" + (f" ({diverged} diverged)" if diverged else ""))
             cells.append(row)
         widths = [max(len(row[j]) for row in cells) for j in range(len(cells[0]))]
         for i, row in enumerate(cells):
@@ -225,7 +247,17 @@ def main(argv=None):
                              "default: --seeds")
     parser.add_argument("--workers", type=int, default=2, help="processes, one per core (default 2)")
     parser.add_argument("--markdown", action="store_true", help="tables in Markdown")
+    parser.add_argument("--from-log", default=None, metavar="FILE",
+                        help="print the tables and floors of an earlier run from its printed lines, without training")
     args = parser.parse_args(argv)
+    if args.from_log is not None:
+        results = results_from_log(args.from_log)
+        models = list(dict.fromkeys(r["model"] for r in results))
+        toys = [t for t in args.toys if any(r["toy"] == t for r in results)]
+        budgets = sorted({r["steps"] for r in results})
+        print_tables(results, toys, models, budgets, args.markdown)
+        check_floors(results, toys, budgets)
+        return
 
     models = [SHORT[m] for m in args.models]
     for model in [m for m in models if not available(m)]:
@@ -252,6 +284,7 @@ def main(argv=None):
             results.append(result)
             print(f"  [{len(results)}/{len(jobs)}, {time.perf_counter() - start:5.0f} s] {result['toy']:<12} "
                   f"{result['model']:<22} {result['steps']:>6} steps seed {result['seed']}: KL {result['kl']:.4f} "
+                  f"+- {2 * result['se']:.4f} "
                   f"({result['status']}, {result['seconds']:.0f} s)", flush=True)
     print_tables(results, args.toys, models, sorted(args.budgets), args.markdown)
     check_floors(results, args.toys, sorted(args.budgets))

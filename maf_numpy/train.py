@@ -202,6 +202,10 @@ def fit(flow, x_train=None, x_val=None, steps=2000, batch_size=256, lr=3e-3, rng
     - The initialisation stays :func:`maf_numpy.made.init_made_params`'s (the alternatives measured are in
       its docstring), and minibatches come from shuffled epochs of ``x_train``.
 
+    Deeper stacks are less forgiving: a 9-layer MAF (64, 64) on 20,000 moons points diverged at step 500 for
+    1 seed in 3 with these defaults (a validation point of zero density); ``fit`` then stops, keeps the best
+    parameters and says so, and ``lr=1e-3`` or a flow built with ``alpha_clamp`` trains it.
+
     If the loss or its gradient (or the validation NLL) becomes NaN or inf, training stops at once with a
     ``RuntimeWarning`` that says so, the best parameters seen are restored and ``history["status"]`` is
     ``"diverged"``. A KeyboardInterrupt (Jupyter's stop button) during training also stops it cleanly:
