@@ -145,18 +145,21 @@ def init_made_params(D_in, hidden, D_out, rng, output_scale=0.1, dtype="float64"
     map (mu ~ 0, alpha ~ 0): deep stacks then start well conditioned. They are not zero, so a freshly
     built layer already has a non-trivial Jacobian for the tests to check.
 
-    Why this rule and not another, measured (``benchmarks/quality.py``'s setup: a 5-layer MAF (64, 64) on 2-D
-    toys, ``fit``'s defaults, batch 512, 2,000 steps, KL to the true density; ``benchmarks/README.md``): no
-    alternative did better by more than the seed-to-seed spread, which is large (on spirals the same recipe
-    gave 0.35-0.54 nats over four initialisations), so the plain rule stays.
+    What the measurements say (``benchmarks/quality.py``'s setup: a 5-layer MAF (64, 64) on 2-D toys,
+    ``fit``'s defaults, batch 512, KL to the true density; ``benchmarks/README.md`` has the tables). The
+    seed-to-seed spread is large (on spirals the same recipe gave 0.35-0.54 nats over four initialisations),
+    so only paired comparisons on the same data and many cells count:
 
     - Counting only a unit's *unmasked* inputs as its fan-in (a masked unit of degree k reads k of the D
-      inputs), with or without the ReLU gain sqrt(2) of He et al. (2015): KL on 8 Gaussians 0.25-0.38
-      against 0.18-0.19 here, spirals 0.52-0.55, rings 0.61-0.75, checkerboard 0.16-0.18 (one seed each).
-    - PyTorch's default layer (biases drawn too, so the ReLU kinks do not all pass through the origin)
-      with heads as large as the hidden layers (``output_scale`` 0.5-1): 8 Gaussians 0.32, spirals
-      0.65-0.67, rings 0.77 (two seeds).
-    - Smaller heads (``output_scale=0.01``): 30-40% more KL (at the old defaults of ``fit``).
+      inputs), with or without the ReLU gain sqrt(2) of He et al. (2015): no better (8 Gaussians 0.28-0.38
+      against 0.18 in the same screen, spirals 0.51-0.57 against 0.37; 2 seeds, 2,000 steps).
+    - Smaller heads (``output_scale=0.01``): 30-40% more KL (with ``fit``'s old defaults).
+    - A PyTorch-style layer (biases drawn from U(-1/sqrt(fan_in), 1/sqrt(fan_in)), so that the first layer's
+      ReLU kinks do not all pass through the origin, and heads about 6x larger than here), on the
+      benchmark's own data and seeds (6 toys, 2 seeds, 500 and 2,000 steps): better in 13 of 24 cells (moons
+      at 500 steps 0.16-0.22 against 0.33-0.47; 8 Gaussians at 2,000 steps 0.17-0.28 against 0.33-0.62),
+      worse in 11 (the checkerboard in all four), and unstable: 2 of its 4 runs on the Figure 1 density
+      diverged and one spirals run ended with a hole in the density (KL 4e5). Not adopted.
 
     Parameters
     ----------
