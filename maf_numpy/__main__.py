@@ -6,7 +6,7 @@
         demo_fig1.png, demo_8gaussians.png and demo_nll_curves.png to ``--out`` (default ``demo_output/``,
         which git ignores, so running the demo changes no tracked file; ``--out figures`` regenerates the
         copies tracked in git in ``figures/``). The eight models train in J worker
-        processes (default 2) with single-threaded BLAS: about 30 s on two idle cores.
+        processes (default 2) with single-threaded BLAS: 44 s measured on two idle cores (2026-12-03).
     python -m maf_numpy fit --data fig1 --flow maf [--layers 5] [--hidden 64,64] [--steps 2000] ...
         Train one model on a named toy, print its held-out NLL and save it (``maf_numpy.load`` reads it).
 
@@ -39,7 +39,7 @@ DEMO_MODELS = (("MADE", "made"), ("MAF-5", "maf"), ("IAF-5", "iaf"), ("RealNVP-5
 FIT_LR = inspect.signature(_fit).parameters["lr"].default  # fit's default step size: one set of defaults
 DEMO_LR = FIT_LR
 DEMO_OUT = "demo_output"  # the demo's default folder, in .gitignore; "figures" holds the tracked copies
-DEMO_STEPS = 2000  # measured: MAF-5 on fig1 within 0.005 nats of the entropy; whole demo ~1 min on 2 cores
+DEMO_STEPS = 2000  # measured: MAF-5 on fig1 within 0.01 nats of the entropy; whole demo ~45 s on 2 idle cores
 FAST = {"steps": 100, "n_train": 1000, "n_val": 200, "n_test": 1000, "resolution": 60, "n_samples": 500}
 FULL = {"steps": DEMO_STEPS, "n_train": 10_000, "n_val": 2_000, "n_test": 20_000, "resolution": 200,
         "n_samples": 3_000}
@@ -387,7 +387,7 @@ def make_parser():
     parser = argparse.ArgumentParser(
         prog="python -m maf_numpy",
         description="MADE, MAF, IAF and RealNVP in NumPy + autograd: a demo on 2D toys, or fit one model.",
-        epilog=f"examples:\n  python -m maf_numpy demo            # about 30 s on 2 cores; figures in ./{DEMO_OUT}\n"
+        epilog=f"examples:\n  python -m maf_numpy demo            # ~45 s on 2 idle cores; figures in ./{DEMO_OUT}\n"
                "  python -m maf_numpy demo --fast     # a few seconds\n"
                "  python -m maf_numpy demo --out figures   # regenerate the figures tracked in git\n"
                "  python -m maf_numpy fit --data fig1 --flow maf --layers 5 --out maf_fig1.npz\n"
