@@ -37,7 +37,6 @@ FLOWS = ("made", "maf", "iaf", "realnvp", "mademog", "mafmog")
 DEMO_TOYS = ("fig1", "8gaussians")
 DEMO_MODELS = (("MADE", "made"), ("MAF-5", "maf"), ("IAF-5", "iaf"), ("RealNVP-5", "realnvp"))
 FIT_LR = inspect.signature(_fit).parameters["lr"].default  # fit's default step size: one set of defaults
-DEMO_LR = FIT_LR
 DEMO_OUT = "demo_output"  # the demo's default folder, in .gitignore; "figures" holds the tracked copies
 DEMO_STEPS = 2000  # measured: MAF-5 on fig1 within 0.01 nats of the entropy; whole demo ~45 s on 2 idle cores
 FAST = {"steps": 100, "n_train": 1000, "n_val": 200, "n_test": 1000, "resolution": 60, "n_samples": 500}
@@ -113,7 +112,7 @@ def positive_float(text):
 # ---------------------------------------------------------------------------------------------------
 # demo
 # ---------------------------------------------------------------------------------------------------
-def train_and_measure(name, kind, x_train, x_val, x_test, steps, seed, entropy, lr=DEMO_LR):
+def train_and_measure(name, kind, x_train, x_val, x_test, steps, seed, entropy, lr=FIT_LR):
     """Train one model and measure what the table shows; returns a dict (the flow and history included).
 
     If training diverges (a non-finite loss: ``fit`` then keeps the best parameters seen and says so in

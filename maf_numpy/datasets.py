@@ -86,19 +86,10 @@ import numbers
 
 import numpy as np
 
+from .densities import LOG_2PI, logsumexp
 from .validation import as_generator
 
 __all__ = ["as_generator", "toy", "toy_names", "toy_log_prob", "toy_entropy", "has_closed_form"]
-
-LOG_2PI = np.log(2 * np.pi)
-
-
-def _logsumexp(a, axis=-1):
-    """log(sum(exp(a))) along ``axis`` without overflow or underflow: shift by the max first."""
-    a_max = np.max(a, axis=axis, keepdims=True)
-    a_max = np.where(np.isfinite(a_max), a_max, 0.0)  # all -inf: return -inf, not NaN
-    return np.log(np.sum(np.exp(a - a_max), axis=axis)) + np.squeeze(a_max, axis=axis)
-
 
 def _normal_log_pdf(x, mean, std):
     """log N(x; mean, std^2), elementwise (broadcasts)."""
@@ -450,7 +441,7 @@ def _sample_8gaussians(n, rng, noise):
 def _log_prob_8gaussians(x, noise):
     # log N(x; mu_k, s^2 I) for every point and component: shape (n, 8), then log-sum-exp over k.
     log_components = _normal_log_pdf(x[:, None, :], _MEANS_8[None, :, :], noise).sum(axis=2)
-    return _logsumexp(log_components - np.log(8.0), axis=1)
+    return logsumexp(log_components - np.log(8.0), axis=1)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -551,7 +542,7 @@ def _log_prob_rings(x, noise):
     rho = np.sqrt(np.sum(x**2, axis=1))
     means = np.concatenate([_RADII, -_RADII])  # (6,)
     log_w = np.log(np.concatenate([_WEIGHTS, _WEIGHTS]))
-    log_p_rho = _logsumexp(log_w + _normal_log_pdf(rho[:, None], means, noise), axis=1)
+    log_p_rho = logsumexp(log_w + _normal_log_pdf(rho[:, None], means, noise), axis=1)
     with np.errstate(divide="ignore"):
         log_p = log_p_rho - np.log(2 * np.pi * rho)
     return np.where(rho > 0, log_p, -np.inf)
